@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Thin top-level Makefile. The kernel module is built by Kbuild (the root
+# Kbuild file and module/Kbuild); everything else has its own Makefile.
+#
+#   make demo          boot Debian kernels in QEMU and show what the module does
+#   make check         build everything and run every test suite (QEMU, both kernels)
+#   make module        build the module for the running kernel (or KDIR=...)
+#   sudo make install  DKMS + udev rule + library + CLI on a real host
+
+KDIR ?= /lib/modules/$(shell uname -r)/build
+PREFIX ?= /usr/local
+DESTDIR ?=
+VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
+DKMS_SRC := $(DESTDIR)/usr/src/kvm-atomic-slots-$(VERSION)
+UDEV_DIR ?= /lib/udev/rules.d
+
+all: module lib tools
+
+module:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules
+
+module-clean:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
+
+lib:
+	$(MAKE) -C lib
+
+tools: lib
+	$(MAKE) -C tools
+
+tests:
+	$(MAKE) -C tests
+
+check:
+	tests/check.sh
+
+demo:
+	tests/demo.sh
+
+# Only what DKMS needs to rebuild the module: Kbuild, dkms.conf, sources.
+dkms-install:
+	install -d $(DKMS_SRC)/module $(DKMS_SRC)/uapi/linux
+	install -m 0644 Kbuild dkms.conf $(DKMS_SRC)/
+	install -m 0644 module/Kbuild module/*.c module/*.h $(DKMS_SRC)/module/
+	install -m 0644 uapi/linux/kvm_atomic_slots.h $(DKMS_SRC)/uapi/linux/
+	if [ -z "$(DESTDIR)" ]; then \
+		dkms add -m kvm-atomic-slots -v $(VERSION) 2>/dev/null || true; \
+		dkms install -m kvm-atomic-slots -v $(VERSION); \
+	fi
+
+install: dkms-install lib tools
+	install -D -m 0644 udev/60-kvm-atomic-slots.rules \
+		$(DESTDIR)$(UDEV_DIR)/60-kvm-atomic-slots.rules
+	$(MAKE) -C lib install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(MAKE) -C tools install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	if [ -z "$(DESTDIR)" ]; then \
+		udevadm control --reload-rules 2>/dev/null || true; \
+		ldconfig 2>/dev/null || true; \
+	fi
+
+uninstall:
+	-dkms remove -m kvm-atomic-slots -v $(VERSION) --all
+	rm -rf $(DKMS_SRC)
+	rm -f $(DESTDIR)$(UDEV_DIR)/60-kvm-atomic-slots.rules
+	-$(MAKE) -C lib uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	-$(MAKE) -C tools uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+
+clean:
+	rm -rf build
+	$(MAKE) -C lib clean
+	$(MAKE) -C tools clean
+	$(MAKE) -C tests clean
+
+.PHONY: all module module-clean lib tools tests check demo dkms-install \
+	install uninstall clean

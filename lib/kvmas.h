@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * libkvmas: userspace shim for /dev/kvm-atomic-slots.
+ *
+ * Thin, allocation-light wrappers around the ioctls of
+ * <linux/kvm_atomic_slots.h>. Every function that can fail returns 0 (or a
+ * documented non-negative value) on success and a negative errno on failure;
+ * nothing is ever printed. Turn an error into a sentence for the user with
+ * kvmas_error_string().
+ *
+ * Structs passed to the kernel are zeroed and their @size set to the
+ * sizeof() this library was built with, so a VMM built against an older
+ * header keeps working on newer modules and vice versa (see the uapi header).
+ *
+ * An ioctl interrupted by a signal before the module did anything (EINTR) is
+ * restarted: every command here is either read-only or all-or-nothing.
+ *
+ * Environment:
+ *   KVMAS_DEVICE  path of the device node to open instead of
+ *                 KVMAS_DEVICE_PATH (for tests and unusual /dev layouts).
+ *                 Ignored when empty and in set-uid/set-gid programs.
+ *
+ * A struct kvmas is not locked internally: share one between threads only if
+ * the caller serialises kvmas_close() against everything else. Concurrent
+ * ioctls on one session are fine as far as the library is concerned.
+ */
+#ifndef KVMAS_H
+#define KVMAS_H
+
+#include <linux/kvm_atomic_slots.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef __GNUC__
+#define KVMAS_API __attribute__((visibility("default")))
+#else
+#define KVMAS_API
+#endif
+
+/*
+ * Pseudo command for kvmas_error_string(): errors of kvmas_open(), which is
+ * not an ioctl. Chosen outside both the KVMAS_CMD_* space and the
+ * KVMAS_TYPE ioctl numbers.
+ */
+#define KVMAS_OP_OPEN 0x1000U
+
+/* Upper bound on GET_LAYOUT attempts in kvmas_get_layout(). */
+#define KVMAS_LAYOUT_MAX_TRIES 8
+
+struct kvmas;
+
+/*
+ * kvmas_open() - open a session on the device.
+ * @out: receives the session; untouched on failure.
+ *
+ * Opens KVMAS_DEVICE_PATH (or $KVMAS_DEVICE) O_RDWR|O_CLOEXEC and checks
+ * that KVMAS_GET_API_VERSION equals the KVMAS_API_VERSION this library was
+ * built with.
+ *
+ * Return: 0, or -errno from open() (-ENOENT: no device node, module not
+ * loaded), -ENOTTY if the node does not answer the protocol (not our
+ * device), -EPROTO if the module speaks another API version, -ENOMEM.
+ */
+KVMAS_API int kvmas_open(struct kvmas **out);
+
+/*
+ * kvmas_close() - close the session and free @kv. NULL is a no-op.
+ * Closing releases the session's reference on the attached VM.
+ */
+KVMAS_API void kvmas_close(struct kvmas *kv);
+
+/*
+ * kvmas_fd() - the session's file descriptor, for poll() or raw ioctls.
+ * It stays owned by @kv: do not close it.
+ */
+KVMAS_API int kvmas_fd(const struct kvmas *kv);
+
+/* kvmas_api_version() - the API version the module reported at open. */
+KVMAS_API int kvmas_api_version(const struct kvmas *kv);
+
+/*
+ * kvmas_device_path() - the device path kvmas_open() uses: $KVMAS_DEVICE if
+ * set (and honoured, see above), else KVMAS_DEVICE_PATH. For messages.
+ */
+KVMAS_API const char *kvmas_device_path(void);
+
+/*
+ * kvmas_check_extension() - KVMAS_CHECK_EXTENSION.
+ * @cap: a KVMAS_CAP_* number; unknown numbers are valid and answer 0.
+ *
+ * Return: the capability's value (0 = absent, >0 = present or its
+ * documented value), or a negative errno.
+ */
+KVMAS_API int kvmas_check_extension(struct kvmas *kv, unsigned int cap);
+
+/*
+ * kvmas_cap_name() - short lower-case name of a KVMAS_CAP_* ("batch_commit"),
+ * or NULL if this library does not know @cap.
+ */
+KVMAS_API const char *kvmas_cap_name(unsigned int cap);
+
+/*
+ * kvmas_get_caps() - KVMAS_GET_CAPS into @caps (fully overwritten).
+ * Fields a smaller (older) module does not know read as 0.
+ *
+ * Return: 0 or a negative errno.
+ */
+KVMAS_API int kvmas_get_caps(struct kvmas *kv, struct kvmas_caps *caps);
+
+/*
+ * kvmas_attach_vm() - KVMAS_ATTACH_VM: attach the session to a VM.
+ * @vm_fd: fd returned by KVM_CREATE_VM, owned by the caller; the session
+ *         holds its own VM reference, so @vm_fd may be closed afterwards.
+ *
+ * Return: 0, or -EBADF (not an fd), -EINVAL (not a KVM VM fd), -EPERM (VM
+ * of another process), -EIO (VM dead), -EBUSY (already attached), -ENODEV
+ * (KVM going away).
+ */
+KVMAS_API int kvmas_attach_vm(struct kvmas *kv, int vm_fd);
+
+/*
+ * kvmas_get_vm_info() - KVMAS_GET_VM_INFO into @info (fully overwritten).
+ *
+ * Return: 0, or -ENOTCONN (not attached), -EPERM, -EIO, other -errno.
+ */
+KVMAS_API int kvmas_get_vm_info(struct kvmas *kv, struct kvmas_vm_info *info);
+
+/*
+ * kvmas_get_layout() - KVMAS_GET_LAYOUT into a buffer allocated here.
+ * @flags:      KVMAS_LAYOUT_*
+ * @as_id:      address space (0 with KVMAS_LAYOUT_ALL_AS)
+ * @slots:      out: array of *@nr entries; free with kvmas_free(). Non-NULL
+ *              on success even when *@nr is 0.
+ * @nr:         out: number of entries
+ * @generation: out, may be NULL: memslot generation per address space, of
+ *              the same snapshot as the entries
+ *
+ * The buffer is sized from the count the module reports with E2BIG. Since
+ * slots may be added between two calls, this retries up to
+ * KVMAS_LAYOUT_MAX_TRIES times with some headroom. Outputs are written only
+ * on success.
+ *
+ * Return: 0, or -ENOTCONN, -EPERM, -EIO, -EINVAL (bad flags/as_id),
+ * -ENOMEM, -EAGAIN (the layout kept growing; retry later), -EPROTO (the
+ * module answered inconsistently), other -errno.
+ */
+KVMAS_API int kvmas_get_layout(struct kvmas *kv, unsigned int flags,
+			       unsigned int as_id, struct kvmas_slot **slots,
+			       unsigned int *nr, __u64 generation[KVMAS_MAX_AS]);
+
+/* kvmas_free() - free memory returned by libkvmas. NULL is a no-op. */
+KVMAS_API void kvmas_free(void *p);
+
+/*
+ * kvmas_error_string() - a sentence explaining @err for command @cmd.
+ * @cmd: KVMAS_CMD_* number, the ioctl request (KVMAS_ATTACH_VM, ...), or
+ *       KVMAS_OP_OPEN for kvmas_open().
+ * @err: errno, positive or negative (a libkvmas return value works as is).
+ *
+ * Errnos documented for @cmd get a specific sentence, the errnos every
+ * command shares a generic one, anything else strerror()'s text.
+ *
+ * Return: a string that is never NULL and must not be freed.
+ */
+KVMAS_API const char *kvmas_error_string(unsigned int cmd, int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVMAS_H */

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kvm_atomic_slots: /dev/kvm-atomic-slots, the ioctl dispatcher, module
+ * life cycle. The protocol is specified in uapi/linux/kvm_atomic_slots.h.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/fs.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/kvm_host.h>
+
+#include "kvmas.h"
+
+struct kvmas_stats kvmas_stats;
+
+/*
+ * Size-first dispatch in the iommufd style: the table says how large each
+ * command struct is today and how large it was in its first version.
+ */
+union kvmas_cmd_buffer {
+	struct kvmas_caps caps;
+	struct kvmas_attach_vm attach;
+	struct kvmas_vm_info info;
+	struct kvmas_layout layout;
+};
+
+struct kvmas_ioctl_op {
+	unsigned int size;
+	unsigned int min_size;
+	int (*execute)(struct kvmas_session *s, void *cmd);
+	/* Copy the struct back even on -E2BIG (it carries the needed size). */
+	bool respond_on_e2big;
+};
+
+static int kvmas_cap_value(unsigned int cap)
+{
+	switch (cap) {
+	case KVMAS_CAP_SESSION:
+	case KVMAS_CAP_LAYOUT_ALL_AS:
+	case KVMAS_CAP_NETLINK:
+		return 1;
+	case KVMAS_CAP_MAX_ADDRESS_SPACES:
+		return kvmas_kvm_max_as();
+	/*
+	 * Batch commits, ring reset and the internals routes need the
+	 * internals layer; until it is present they are honestly absent.
+	 */
+	default:
+		return 0;
+	}
+}
+
+static int kvmas_get_caps(struct kvmas_session *s, void *buf)
+{
+	struct kvmas_caps *cmd = buf;
+	unsigned int cap;
+
+	if (cmd->flags || cmd->__reserved)
+		return -EINVAL;
+
+	cmd->api_version = KVMAS_API_VERSION;
+	cmd->nr_caps = KVMAS_CAP_COUNT;
+	cmd->caps = 0;
+	for (cap = 0; cap < KVMAS_CAP_COUNT; cap++)
+		if (kvmas_cap_value(cap) > 0)
+			cmd->caps |= BIT_ULL(cap);
+	cmd->max_batch_ops = kvmas_cap_value(KVMAS_CAP_MAX_BATCH_OPS);
+	cmd->max_address_spaces = kvmas_cap_value(KVMAS_CAP_MAX_ADDRESS_SPACES);
+	cmd->kvm_user_mem_slots = KVM_USER_MEM_SLOTS;
+	return 0;
+}
+
+static int kvmas_do_attach(struct kvmas_session *s, void *buf)
+{
+	return kvmas_attach_vm(s, buf);
+}
+
+static int kvmas_do_vm_info(struct kvmas_session *s, void *buf)
+{
+	return kvmas_get_vm_info(s, buf);
+}
+
+static int kvmas_do_layout(struct kvmas_session *s, void *buf)
+{
+	return kvmas_get_layout(s, buf);
+}
+
+#define KVMAS_OP(_nr, _struct, _last, _fn, _e2big)                         \
+	[_nr] = {                                                          \
+		.size = sizeof(struct _struct),                            \
+		.min_size = offsetofend(struct _struct, _last),            \
+		.execute = _fn,                                            \
+		.respond_on_e2big = _e2big,                                \
+	}
+
+static const struct kvmas_ioctl_op kvmas_ops[] = {
+	KVMAS_OP(KVMAS_CMD_GET_CAPS, kvmas_caps, __reserved, kvmas_get_caps,
+		 false),
+	KVMAS_OP(KVMAS_CMD_ATTACH_VM, kvmas_attach_vm, __reserved,
+		 kvmas_do_attach, false),
+	KVMAS_OP(KVMAS_CMD_GET_VM_INFO, kvmas_vm_info, guest_pages,
+		 kvmas_do_vm_info, false),
+	KVMAS_OP(KVMAS_CMD_GET_LAYOUT, kvmas_layout, generation,
+		 kvmas_do_layout, true),
+};
+
+static long kvmas_struct_ioctl(struct kvmas_session *s, unsigned int nr,
+			       void __user *uarg)
+{
+	const struct kvmas_ioctl_op *op;
+	union kvmas_cmd_buffer buf;
+	u32 usize;
+	int ret;
+
+	if (nr >= ARRAY_SIZE(kvmas_ops) || !kvmas_ops[nr].execute)
+		return -ENOTTY;
+	op = &kvmas_ops[nr];
+
+	if (get_user(usize, (u32 __user *)uarg))
+		return -EFAULT;
+	if (usize < op->min_size)
+		return -EINVAL;
+	/* Zero-fills a short tail, refuses a non-zero unknown tail (E2BIG). */
+	ret = copy_struct_from_user(&buf, op->size, uarg, usize);
+	if (ret)
+		return ret;
+
+	ret = op->execute(s, &buf);
+	if (ret && !(ret == -E2BIG && op->respond_on_e2big))
+		return ret;
+
+	/* The caller's size stays as it was: only known fields go back. */
+	if (copy_to_user(uarg, &buf, min_t(u32, usize, op->size)))
+		return -EFAULT;
+	return ret;
+}
+
+static long kvmas_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct kvmas_session *s = file->private_data;
+	long ret;
+
+	if (_IOC_TYPE(cmd) != KVMAS_TYPE || _IOC_DIR(cmd) != _IOC_NONE ||
+	    _IOC_SIZE(cmd))
+		return -ENOTTY;
+
+	switch (_IOC_NR(cmd)) {
+	case KVMAS_CMD_GET_API_VERSION:
+		ret = arg ? -EINVAL : KVMAS_API_VERSION;
+		break;
+	case KVMAS_CMD_CHECK_EXTENSION:
+		ret = kvmas_cap_value(arg < KVMAS_CAP_COUNT ? arg : UINT_MAX);
+		break;
+	default:
+		ret = kvmas_struct_ioctl(s, _IOC_NR(cmd), (void __user *)arg);
+		break;
+	}
+	if (ret < 0)
+		atomic64_inc(&kvmas_stats.ioctl_errors);
+	return ret;
+}
+
+static int kvmas_open(struct inode *inode, struct file *file)
+{
+	struct kvmas_session *s = kvmas_session_new();
+
+	if (!s)
+		return -ENOMEM;
+	file->private_data = s;
+	return nonseekable_open(inode, file);
+}
+
+static int kvmas_release(struct inode *inode, struct file *file)
+{
+	kvmas_session_free(file->private_data);
+	return 0;
+}
+
+static const struct file_operations kvmas_fops = {
+	.owner = THIS_MODULE,
+	.open = kvmas_open,
+	.release = kvmas_release,
+	.unlocked_ioctl = kvmas_ioctl,
+	/* Every struct is 64-bit clean (pointers travel as __u64). */
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = noop_llseek,
+};
+
+static struct miscdevice kvmas_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = KVMAS_DEVICE_NAME,
+	.fops = &kvmas_fops,
+};
+
+static int __init kvmas_init(void)
+{
+	int ret;
+
+	ret = kvmas_session_cache_init();
+	if (ret)
+		return ret;
+	ret = kvmas_netlink_init();
+	if (ret)
+		goto err_cache;
+
+	/* Last: the device node appears only once everything behind it works. */
+	ret = misc_register(&kvmas_misc);
+	if (ret)
+		goto err_netlink;
+	pr_info("version " KVMAS_VERSION " (api %d) loaded, %d address space(s)\n",
+		KVMAS_API_VERSION, kvmas_kvm_max_as());
+	return 0;
+
+err_netlink:
+	kvmas_netlink_exit();
+err_cache:
+	kvmas_session_cache_exit();
+	return ret;
+}
+
+static void __exit kvmas_exit(void)
+{
+	/* No session can exist here: each open file pins THIS_MODULE. */
+	misc_deregister(&kvmas_misc);
+	kvmas_netlink_exit();
+	kvmas_session_cache_exit();
+}
+
+module_init(kvmas_init);
+module_exit(kvmas_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("kvm-atomic-slots developers");
+MODULE_DESCRIPTION("Atomic batched KVM memslot updates and ordered dirty-ring reset");
+MODULE_VERSION(KVMAS_VERSION);

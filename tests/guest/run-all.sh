@@ -1,0 +1,11 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Runs inside the booted test kernel (busybox sh, cwd = the payload dir).
+# Each suite prints TAP; the exit status is non-zero if any suite failed.
+rc=0
+for t in ./session_test; do
+	echo "# suite: ${t#./}"
+	"$t" || rc=1
+done
+exit $rc

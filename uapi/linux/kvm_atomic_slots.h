@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * kvm-atomic-slots: userspace API of /dev/kvm-atomic-slots.
+ *
+ * This header is the protocol specification. A VMM includes it (directly or
+ * through libkvmas) to talk to the kvm_atomic_slots module.
+ *
+ * Model
+ * -----
+ * Every open() of /dev/kvm-atomic-slots is a *session*. A session is attached
+ * to at most one KVM VM (KVMAS_ATTACH_VM) and holds a reference on that VM
+ * until the session's file is released, so the VM outlives its own fd if the
+ * session does. Closing the session releases everything it holds.
+ *
+ * Like KVM's own VM ioctls, every command that operates on the attached VM
+ * is accepted only from a process whose mm is the VM's (the process that
+ * created it); any other caller gets EPERM. A VM that KVM has marked dead
+ * (after an internal bug) answers EIO.
+ *
+ * Commands
+ * --------
+ * All commands except GET_API_VERSION and CHECK_EXTENSION take a pointer to
+ * a struct whose first member is `size`, the caller's sizeof() of the struct.
+ * This makes the structs extensible in both directions (iommufd style):
+ *  - a caller built against an older, smaller struct passes its smaller size
+ *    and the kernel treats the missing tail as zero;
+ *  - a caller built against a newer, larger struct may pass it to an older
+ *    kernel only if the tail the kernel does not know is all zero, otherwise
+ *    E2BIG;
+ *  - output is written back up to min(size, kernel's size).
+ * A size below the first version of a struct is EINVAL. Unknown flags and
+ * non-zero reserved fields are EINVAL. Unknown commands are ENOTTY.
+ *
+ * The ioctl numbers do not encode the struct size (_IO), on purpose: the
+ * size travels in the struct.
+ */
+#ifndef _UAPI_LINUX_KVM_ATOMIC_SLOTS_H
+#define _UAPI_LINUX_KVM_ATOMIC_SLOTS_H
+
+#include <linux/types.h>
+#include <linux/ioctl.h>
+
+#define KVMAS_DEVICE_NAME "kvm-atomic-slots"
+#define KVMAS_DEVICE_PATH "/dev/kvm-atomic-slots"
+
+/* Incremented only on an incompatible change; extensions use capabilities. */
+#define KVMAS_API_VERSION 1
+
+#define KVMAS_TYPE 0xBE
+
+enum {
+	KVMAS_CMD_GET_API_VERSION = 0x00,
+	KVMAS_CMD_CHECK_EXTENSION = 0x01,
+	KVMAS_CMD_GET_CAPS = 0x02,
+	KVMAS_CMD_ATTACH_VM = 0x03,
+	KVMAS_CMD_GET_VM_INFO = 0x04,
+	KVMAS_CMD_GET_LAYOUT = 0x05,
+	/* 0x06..0x0f reserved for memslot batch commits (KVMAS_CAP_BATCH_COMMIT) */
+	/* 0x10..0x1f reserved for dirty-ring reset (KVMAS_CAP_RING_RESET) */
+};
+
+/*
+ * KVMAS_GET_API_VERSION: no argument (must be 0). Returns KVMAS_API_VERSION.
+ * Works on any session, attached or not.
+ */
+#define KVMAS_GET_API_VERSION _IO(KVMAS_TYPE, KVMAS_CMD_GET_API_VERSION)
+
+/*
+ * KVMAS_CHECK_EXTENSION: argument is a KVMAS_CAP_* number (not a pointer).
+ * Returns 0 if the capability is absent on this kernel, a positive value if
+ * present (1, or the value documented for the capability). Unknown numbers
+ * return 0, like KVM_CHECK_EXTENSION, so a VMM can probe future caps.
+ */
+#define KVMAS_CHECK_EXTENSION _IO(KVMAS_TYPE, KVMAS_CMD_CHECK_EXTENSION)
+
+enum kvmas_cap {
+	/* Session basics: ATTACH_VM, GET_VM_INFO, GET_LAYOUT. Always 1. */
+	KVMAS_CAP_SESSION = 0,
+	/* GET_LAYOUT can snapshot all address spaces at once. Always 1. */
+	KVMAS_CAP_LAYOUT_ALL_AS = 1,
+	/* Batched atomic memslot commits are available. */
+	KVMAS_CAP_BATCH_COMMIT = 2,
+	/* Per-vCPU ordered dirty-ring reset is available. */
+	KVMAS_CAP_RING_RESET = 3,
+	/* KVM internals are reached through livepatch relocations (IBT-safe). */
+	KVMAS_CAP_ROUTE_LIVEPATCH = 4,
+	/* KVM internals are reached through kallsyms with landing-pad checks. */
+	KVMAS_CAP_ROUTE_KALLSYMS = 5,
+	/* Stock KVM_RESET_DIRTY_RINGS is replaced by a bounded version. */
+	KVMAS_CAP_HARDENED_RING_RESET = 6,
+	/* Value: the maximum number of ops in one batch. */
+	KVMAS_CAP_MAX_BATCH_OPS = 7,
+	/* Value: the number of address spaces KVM has on this architecture. */
+	KVMAS_CAP_MAX_ADDRESS_SPACES = 8,
+	/* Generic netlink family KVMAS_GENL_NAME is registered. */
+	KVMAS_CAP_NETLINK = 9,
+	KVMAS_CAP_COUNT /* not a capability: one past the last */
+};
+
+/*
+ * KVMAS_GET_CAPS: every capability at once.
+ * @size:        sizeof(struct kvmas_caps)
+ * @flags:       must be 0
+ * @api_version: out, KVMAS_API_VERSION
+ * @nr_caps:     out, KVMAS_CAP_COUNT of the running module
+ * @caps:        out, bit N set iff KVMAS_CHECK_EXTENSION(N) > 0
+ * @max_batch_ops:       out, value of KVMAS_CAP_MAX_BATCH_OPS
+ * @max_address_spaces:  out, value of KVMAS_CAP_MAX_ADDRESS_SPACES
+ * @kvm_user_mem_slots:  out, KVM_USER_MEM_SLOTS of the running kernel
+ */
+struct kvmas_caps {
+	__u32 size;
+	__u32 flags;
+	__u32 api_version;
+	__u32 nr_caps;
+	__u64 caps;
+	__u32 max_batch_ops;
+	__u32 max_address_spaces;
+	__u32 kvm_user_mem_slots;
+	__u32 __reserved;
+};
+#define KVMAS_GET_CAPS _IO(KVMAS_TYPE, KVMAS_CMD_GET_CAPS)
+
+/*
+ * KVMAS_ATTACH_VM: attach the session to a KVM VM.
+ * @size:   sizeof(struct kvmas_attach_vm)
+ * @flags:  must be 0
+ * @vm_fd:  a file descriptor returned by KVM_CREATE_VM
+ * @__reserved: must be 0
+ *
+ * Errors:
+ *  EBADF   @vm_fd is not an open file descriptor
+ *  EINVAL  @vm_fd is open but is not a KVM VM (e.g. /dev/kvm, a vCPU fd)
+ *  EPERM   the caller's mm is not the VM's (KVM's own rule for VM ioctls)
+ *  EIO     KVM has marked the VM dead
+ *  EBUSY   the session is already attached (one VM per session, for life)
+ *  ENODEV  the KVM module providing the VM is going away
+ */
+struct kvmas_attach_vm {
+	__u32 size;
+	__u32 flags;
+	__s32 vm_fd;
+	__u32 __reserved;
+};
+#define KVMAS_ATTACH_VM _IO(KVMAS_TYPE, KVMAS_CMD_ATTACH_VM)
+
+/* Address spaces are bounded by KVM itself (x86: 0 = normal, 1 = SMM). */
+#define KVMAS_MAX_AS 2
+
+/* kvmas_vm_info.vm_flags */
+#define KVMAS_VM_DIRTY_RING		(1U << 0) /* KVM_CAP_DIRTY_LOG_RING* enabled */
+#define KVMAS_VM_DIRTY_RING_WITH_BITMAP	(1U << 1) /* ..._WITH_BITMAP enabled */
+#define KVMAS_VM_BUGGED			(1U << 2) /* KVM flagged an internal bug */
+
+/*
+ * KVMAS_GET_VM_INFO: describe the attached VM. Errors: ENOTCONN if the
+ * session is not attached, EPERM/EIO as for every VM command.
+ * @size:               sizeof(struct kvmas_vm_info)
+ * @flags:              must be 0
+ * @nr_address_spaces:  out, address spaces this VM uses (1 or 2)
+ * @nr_vcpus:           out, vCPUs created so far
+ * @max_vcpus:          out, KVM's limit for this VM
+ * @max_user_slots:     out, slot ids 0..max_user_slots-1 per address space
+ * @dirty_ring_size:    out, bytes per vCPU ring; 0 if the ring is not enabled
+ * @vm_flags:           out, KVMAS_VM_*
+ * @user_slots:         out, per address space: user memslots in use
+ * @internal_slots:     out, per address space: KVM-internal memslots
+ *                      (x86: APIC access page, TSS, identity map)
+ * @dirty_log_slots:    out, per address space: slots with
+ *                      KVM_MEM_LOG_DIRTY_PAGES
+ * @generation:         out, per address space: KVM's memslot generation
+ * @guest_pages:        out, per address space: pages covered by all slots
+ */
+struct kvmas_vm_info {
+	__u32 size;
+	__u32 flags;
+	__u32 nr_address_spaces;
+	__u32 nr_vcpus;
+	__u32 max_vcpus;
+	__u32 max_user_slots;
+	__u32 dirty_ring_size;
+	__u32 vm_flags;
+	__u32 user_slots[KVMAS_MAX_AS];
+	__u32 internal_slots[KVMAS_MAX_AS];
+	__u32 dirty_log_slots[KVMAS_MAX_AS];
+	__u64 generation[KVMAS_MAX_AS];
+	__u64 guest_pages[KVMAS_MAX_AS];
+};
+#define KVMAS_GET_VM_INFO _IO(KVMAS_TYPE, KVMAS_CMD_GET_VM_INFO)
+
+/* kvmas_slot.attrs */
+#define KVMAS_SLOT_INTERNAL	(1U << 0) /* KVM-internal slot, id >= max_user_slots */
+#define KVMAS_SLOT_DIRTY_BITMAP	(1U << 1) /* KVM keeps a dirty bitmap for it */
+#define KVMAS_SLOT_GUEST_MEMFD	(1U << 2) /* backed by guest_memfd */
+
+/*
+ * One memslot as GET_LAYOUT reports it. @slot and @flags have the meaning of
+ * struct kvm_userspace_memory_region (slot without the as_id bits).
+ */
+struct kvmas_slot {
+	__u32 slot;
+	__u32 flags;
+	__u64 guest_phys_addr;
+	__u64 memory_size;
+	__u64 userspace_addr;
+	__u32 as_id;
+	__u32 attrs;
+};
+
+/* kvmas_layout.flags */
+#define KVMAS_LAYOUT_ALL_AS	(1U << 0) /* every address space, @as_id must be 0 */
+#define KVMAS_LAYOUT_INTERNAL	(1U << 1) /* include KVM-internal slots */
+
+/*
+ * KVMAS_GET_LAYOUT: the VM's memslots, one consistent snapshot.
+ * @size:       sizeof(struct kvmas_layout)
+ * @flags:      KVMAS_LAYOUT_*
+ * @as_id:      address space to read (ignored, must be 0, with ALL_AS)
+ * @entry_size: sizeof(struct kvmas_slot) as the caller knows it; at least
+ *              the first version's 40 bytes. Entries are written with this
+ *              stride and truncated to it.
+ * @nr_entries: in: capacity of @entries; out: number of slots in the
+ *              snapshot. If the capacity is too small nothing is copied,
+ *              @nr_entries says how many are needed, and the call fails
+ *              with E2BIG (retry with a larger buffer).
+ * @__reserved: must be 0
+ * @entries:    user pointer to an array of @nr_entries entries
+ * @generation: out, KVM's memslot generation of each address space read in
+ *              the same snapshot (unread address spaces: 0)
+ *
+ * The snapshot is taken inside one kvm->srcu read-side section covering
+ * every address space read, so it is a state KVM's vCPUs could observe:
+ * never a half-applied update. Entries are sorted by address space, then
+ * guest physical address.
+ */
+struct kvmas_layout {
+	__u32 size;
+	__u32 flags;
+	__u32 as_id;
+	__u32 entry_size;
+	__u32 nr_entries;
+	__u32 __reserved;
+	__u64 entries;
+	__u64 generation[KVMAS_MAX_AS];
+};
+#define KVMAS_GET_LAYOUT _IO(KVMAS_TYPE, KVMAS_CMD_GET_LAYOUT)
+
+/*
+ * Generic netlink family: statistics and events for operators (see
+ * tools/kvmas). Not needed by VMMs.
+ *
+ * KVMAS_NL_CMD_GET_STATS (doit): replies with the KVMAS_NL_A_STAT_* counters.
+ * KVMAS_NL_CMD_GET_SESSIONS (dumpit): one message per session with
+ *   KVMAS_NL_A_SESSION_* attributes.
+ * Multicast group KVMAS_GENL_MCGRP_EVENTS: KVMAS_NL_CMD_EVENT messages with
+ *   KVMAS_NL_A_EVENT_TYPE and the session attributes of the event's session.
+ * Reading is allowed to everyone who can open a generic netlink socket;
+ * nothing in the family changes state.
+ */
+#define KVMAS_GENL_NAME "kvmas" /* GENL_NAMSIZ is 16 with the NUL */
+#define KVMAS_GENL_VERSION 1
+#define KVMAS_GENL_MCGRP_EVENTS "events"
+
+enum kvmas_nl_cmd {
+	KVMAS_NL_CMD_UNSPEC,
+	KVMAS_NL_CMD_GET_STATS,
+	KVMAS_NL_CMD_GET_SESSIONS,
+	KVMAS_NL_CMD_EVENT,
+	__KVMAS_NL_CMD_MAX,
+};
+#define KVMAS_NL_CMD_MAX (__KVMAS_NL_CMD_MAX - 1)
+
+enum kvmas_nl_event {
+	KVMAS_NL_EVENT_ATTACH = 1,
+	KVMAS_NL_EVENT_DETACH = 2,
+};
+
+enum kvmas_nl_attr {
+	KVMAS_NL_A_UNSPEC,
+	KVMAS_NL_A_PAD,
+	KVMAS_NL_A_STAT_SESSIONS_OPEN,		/* u32 */
+	KVMAS_NL_A_STAT_SESSIONS_TOTAL,		/* u64 */
+	KVMAS_NL_A_STAT_ATTACHED,		/* u32: sessions attached now */
+	KVMAS_NL_A_STAT_ATTACH_OK,		/* u64 */
+	KVMAS_NL_A_STAT_ATTACH_FAILED,		/* u64 */
+	KVMAS_NL_A_STAT_IOCTL_ERRORS,		/* u64: ioctls that failed */
+	KVMAS_NL_A_SESSION_ID,			/* u64: unique per module load */
+	KVMAS_NL_A_SESSION_PID,			/* u32: tgid that opened it */
+	KVMAS_NL_A_SESSION_VM_STATS_ID,		/* string: KVM's "kvm-<pid>" id */
+	KVMAS_NL_A_SESSION_ATTACHED,		/* flag */
+	KVMAS_NL_A_EVENT_TYPE,			/* u32: enum kvmas_nl_event */
+	__KVMAS_NL_A_MAX,
+};
+#define KVMAS_NL_A_MAX (__KVMAS_NL_A_MAX - 1)
+
+#endif /* _UAPI_LINUX_KVM_ATOMIC_SLOTS_H */
