@@ -209,7 +209,9 @@ KVMAS_API int kvmas_get_layout(struct kvmas *kv, unsigned int flags,
 
 		/* Headroom for slots added before the next attempt. */
 		want = layout.nr_entries + layout.nr_entries / 4U + 4U;
-		cap = want > KVMAS_LAYOUT_SANE_MAX ? KVMAS_LAYOUT_SANE_MAX : want;
+		if (want > KVMAS_LAYOUT_SANE_MAX)
+			want = KVMAS_LAYOUT_SANE_MAX;
+		cap = want;
 	}
 
 	return -EAGAIN;
@@ -254,7 +256,8 @@ static const struct kvmas_errmsg kvmas_errmsgs[] = {
 	{ KVMAS_CMD_ATTACH_VM, EBADF, "vm_fd is not an open file descriptor" },
 	{ KVMAS_CMD_ATTACH_VM, EINVAL, "fd is not a KVM VM fd" },
 	{ KVMAS_CMD_ATTACH_VM, EPERM, "VM belongs to another process (mm)" },
-	{ KVMAS_CMD_ATTACH_VM, EIO, "VM is dead (KVM flagged an internal bug)" },
+	{ KVMAS_CMD_ATTACH_VM, EIO,
+	  "VM is dead (KVM flagged an internal bug)" },
 	{ KVMAS_CMD_ATTACH_VM, EBUSY, "session already attached" },
 	{ KVMAS_CMD_ATTACH_VM, ENODEV,
 	  "the KVM module providing the VM is going away" },
@@ -283,7 +286,8 @@ static const struct kvmas_errmsg kvmas_errmsgs[] = {
 	{ KVMAS_ANY_CMD, ENOTTY, "command not supported by this module" },
 	{ KVMAS_ANY_CMD, EINVAL,
 	  "bad struct size, unknown flags or non-zero reserved field" },
-	{ KVMAS_ANY_CMD, E2BIG, "struct sets fields this module does not know" },
+	{ KVMAS_ANY_CMD, E2BIG,
+	  "struct sets fields this module does not know" },
 	{ KVMAS_ANY_CMD, EFAULT, "bad user pointer" },
 	{ KVMAS_ANY_CMD, ENOMEM, "out of memory" },
 };

@@ -148,7 +148,8 @@ KVMAS_API int kvmas_get_vm_info(struct kvmas *kv, struct kvmas_vm_info *info);
  */
 KVMAS_API int kvmas_get_layout(struct kvmas *kv, unsigned int flags,
 			       unsigned int as_id, struct kvmas_slot **slots,
-			       unsigned int *nr, __u64 generation[KVMAS_MAX_AS]);
+			       unsigned int *nr,
+			       __u64 generation[KVMAS_MAX_AS]);
 
 /* kvmas_free() - free memory returned by libkvmas. NULL is a no-op. */
 KVMAS_API void kvmas_free(void *p);

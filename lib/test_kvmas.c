@@ -128,6 +128,9 @@ _Static_assert(sizeof(struct kvmas_layout) == 48, "kvmas_layout size");
 static int nr_pass, nr_fail;
 
 static void ok(int cond, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void ok(int cond, const char *fmt, ...)
 {
 	va_list ap;
 

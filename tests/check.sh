@@ -12,76 +12,47 @@
 # KVMAS_LANES="6.12" narrows the lanes; KVMAS_ABI_6_1=... pins an ABI.
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-vm=$top/tests/vm
-out=$top/build
+# shellcheck source=tests/common.sh
+. "$(dirname "$0")/common.sh"
 lanes=${KVMAS_LANES:-6.1 6.12}
-version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' "$top/dkms.conf")
-mkdir -p "$out/logs"
 
-say() { printf '== %s\n' "$*"; }
-
-say "host dependencies"
-"$vm/deps.sh"
-
-say "host-side checks"
-make -s -C "$top/lib" test
-make -s -C "$top/tools" static
-make -s -C "$top/tests" OUT="$out/payload"
-install -m 0755 "$top/tools/kvmas.static" "$out/payload/kvmas"
-
-# Builds the module for one kernel from a copy of exactly what DKMS ships, so
-# both lanes can build from one checkout and nothing is built in-tree.
-build_module() {
-	local abi=$1 kdir=$2 src=$out/$abi/src log=$out/logs/$abi-build.log
-
-	rm -rf "$src"
-	mkdir -p "$src"
-	cp -r "$top/Kbuild" "$top/dkms.conf" "$top/module" "$top/uapi" "$src/"
-	if ! make -C "$kdir" M="$src" W=1 modules >"$log" 2>&1; then
-		cat "$log" >&2
-		echo "module build failed for $abi" >&2
-		return 1
-	fi
-	if grep -E 'warning:|error:' "$log" >&2; then
-		echo "module build for $abi is not warning-free (W=1)" >&2
-		return 1
-	fi
-	echo "$src/module/kvm_atomic_slots.ko"
-}
-
-# DKMS in a private tree: add + build against this ABI's headers, exactly as
-# a host's kernel-upgrade hook would, without touching /var/lib/dkms.
-dkms_build() {
-	local abi=$1 kdir=$2 d=$out/$abi/dkms log=$out/logs/$abi-dkms.log
-
-	rm -rf "$d"
-	mkdir -p "$d/tree" "$d/install"
-	make -s -C "$top" dkms-install DESTDIR="$d/root" >/dev/null
-	if ! { dkms --dkmstree "$d/tree" --sourcetree "$d/root/usr/src" \
-		   --installtree "$d/install" add -m kvm-atomic-slots -v "$version" &&
-	       dkms --dkmstree "$d/tree" --sourcetree "$d/root/usr/src" \
-		   --installtree "$d/install" build -m kvm-atomic-slots \
-		   -v "$version" -k "$abi" --kernelsourcedir "$kdir"; } >"$log" 2>&1; then
-		cat "$log" >&2
-		echo "dkms build failed for $abi" >&2
-		return 1
-	fi
-	local ko
-	ko=$(find "$d/tree" -name 'kvm_atomic_slots.ko*' | head -n 1)
-	[ -n "$ko" ] || { echo "dkms produced no module for $abi" >&2; return 1; }
-	echo "dkms build ok for $abi: ${ko#"$d"/}"
-}
-
-declare -A summary
+say "host dependencies and payload"
+prepare_host
+summaries=()
 total_pass=0
 total_fail=0
 failed=0
+
+# Adds one "LABEL: N passed, N failed" line to the totals.
+count() {
+	local p f
+	p=$(sed -n 's/.*: \([0-9]*\) passed.*/\1/p' <<<"$1")
+	f=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$1")
+	total_pass=$((total_pass + ${p:-0}))
+	total_fail=$((total_fail + ${f:-0}))
+	summaries+=("$1")
+}
+
+# Host-side suites print their own "N passed, N failed" closing line.
+host_suite() {
+	local label=$1 res rc=0
+	shift
+	say "host: $label"
+	res=$("$@" 2>&1) || rc=$?
+	printf '%s\n' "$res"
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$res" | tail -n 1)
+	count "$label: ${line:-0 passed, 1 failed}"
+	if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
+		failed=1
+		[ -n "$line" ] || echo "$label: no result line" >&2
+	fi
+}
+
+host_suite libkvmas make -s -C "$top/lib" test
+host_suite kvmas-cli make -s -C "$top/tools" test
 for lane in $lanes; do
 	say "lane $lane"
-	env_file=$("$vm/fetch-kernel.sh" "$lane" | tail -n 1)
-	# shellcheck disable=SC1090
-	. "$env_file"
+	use_lane "$lane"
 	say "$ABI (upstream $UPSTREAM): build W=1"
 	ko=$(build_module "$ABI" "$KDIR" | tail -n 1) || { failed=1; continue; }
 	say "$ABI: dkms build"
@@ -90,17 +61,14 @@ for lane in $lanes; do
 	say "$ABI: boot and run suites"
 	log=$out/logs/$ABI.log
 	rc=0
-	"$vm/run.sh" --env "$env_file" --ko "$ko" --payload "$out/payload" \
+	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$out/payload" \
 		--cmd ./run-all.sh --log "$log" --timeout "${KVMAS_TIMEOUT:-900}" \
 		--quiet || rc=$?
 	# Show the TAP stream (not the boot noise) so CI logs read like kselftest.
 	grep -E '^(not )?ok |^# |^TAP|^1\.\.' "$log" | tr -d '\r' || true
 	line=$("$vm/tap-summary.sh" "$log" "$ABI") || rc=1
-	summary[$ABI]=$line
-	p=$(sed -n 's/.*: \([0-9]*\) passed.*/\1/p' <<<"$line")
+	count "$line"
 	f=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
-	total_pass=$((total_pass + ${p:-0}))
-	total_fail=$((total_fail + ${f:-0}))
 	if [ "$rc" -ne 0 ]; then
 		failed=1
 		[ "${f:-0}" -gt 0 ] || total_fail=$((total_fail + 1))
@@ -109,8 +77,6 @@ for lane in $lanes; do
 done
 
 say "summary"
-for abi in "${!summary[@]}"; do
-	echo "${summary[$abi]}"
-done
+printf '%s\n' "${summaries[@]}"
 echo "total: $total_pass passed, $total_fail failed"
 exit $failed

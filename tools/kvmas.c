@@ -200,7 +200,7 @@ struct req_state {
  * Extended ack attributes follow the fixed part of an NLMSG_ERROR or
  * NLMSG_DONE message, at @off (already aligned by the kernel's nlmsg_put).
  */
-static void grab_extack(const struct nlmsghdr *nlh, size_t off,
+static void grab_extack(struct nlmsghdr *nlh, size_t off,
 			struct req_state *st)
 {
 	struct nlattr *tb[NLMSGERR_ATTR_MAX + 1];
@@ -211,7 +211,7 @@ static void grab_extack(const struct nlmsghdr *nlh, size_t off,
 	if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS) || nlh->nlmsg_len <= off)
 		return;
 	if (nla_parse(tb, NLMSGERR_ATTR_MAX,
-		      (struct nlattr *)((char *)nlh + off),
+		      (void *)((char *)nlh + off),
 		      (int)(nlh->nlmsg_len - off), NULL))
 		return;
 	a = tb[NLMSGERR_ATTR_MSG];
@@ -225,7 +225,7 @@ static void grab_extack(const struct nlmsghdr *nlh, size_t off,
 static int error_cb(struct sockaddr_nl *nla, struct nlmsgerr *e, void *arg)
 {
 	/* libnl hands us nlmsg_data() of the NLMSG_ERROR message. */
-	const struct nlmsghdr *nlh = (const struct nlmsghdr *)e - 1;
+	struct nlmsghdr *nlh = (struct nlmsghdr *)e - 1;
 	size_t off = NLMSG_HDRLEN + sizeof(*e);
 	struct req_state *st = arg;
 
@@ -252,7 +252,7 @@ static int ack_cb(struct nl_msg *msg, void *arg)
 
 static int finish_cb(struct nl_msg *msg, void *arg)
 {
-	const struct nlmsghdr *nlh = nlmsg_hdr(msg);
+	struct nlmsghdr *nlh = nlmsg_hdr(msg);
 	struct req_state *st = arg;
 	int err;
 
@@ -408,26 +408,29 @@ static void get_session(struct nlattr **tb, struct session *s)
 		nla_get_string(tb[KVMAS_NL_A_SESSION_VM_STATS_ID]) : "-";
 }
 
-static void print_u64(uint64_t v, int have, int width)
+/* Attributes a newer or older module leaves out print as "-". */
+static const char *fmt_u64(char *buf, size_t len, uint64_t v, int have)
 {
-	if (have)
-		printf("%-*" PRIu64, width, v);
-	else
-		printf("%-*s", width, "-");
+	if (!have)
+		return "-";
+	snprintf(buf, len, "%" PRIu64, v);
+	return buf;
 }
 
 static int sessions_cb(struct nl_msg *msg, void *arg)
 {
 	struct nlattr *tb[KVMAS_NL_A_MAX + 1];
+	char id[24], pid[24];
 	struct session s;
 
 	(void)arg;
 	if (parse(msg, tb) < 0)
 		return NL_SKIP;
 	get_session(tb, &s);
-	print_u64(s.id, s.has_id, 10);
-	print_u64(s.pid, s.has_pid, 10);
-	printf("%-10s %s\n", s.attached ? "yes" : "no", s.vm);
+	printf("%-12s %-8s %-8s %s\n",
+	       fmt_u64(id, sizeof(id), s.id, s.has_id),
+	       fmt_u64(pid, sizeof(pid), s.pid, s.has_pid),
+	       s.attached ? "yes" : "no", s.vm);
 	return NL_OK;
 }
 
@@ -440,7 +443,7 @@ static int cmd_sessions(int argc, char **argv)
 		return usage_error("unexpected argument", argv[0]);
 	if (genl_open(&g))
 		return 1;
-	printf("%-10s%-10s%-10s %s\n", "ID", "PID", "ATTACHED", "VM");
+	printf("%-12s %-8s %-8s %s\n", "ID", "PID", "ATTACHED", "VM");
 	ret = genl_request(&g, "GET_SESSIONS", KVMAS_NL_CMD_GET_SESSIONS,
 			   NLM_F_DUMP, sessions_cb, NULL);
 	genl_close(&g);
@@ -456,7 +459,9 @@ static int event_cb(struct nl_msg *msg, void *arg)
 {
 	struct genlmsghdr *gnlh = genlmsg_hdr(nlmsg_hdr(msg));
 	struct nlattr *tb[KVMAS_NL_A_MAX + 1];
+	char id[24], pid[24], ev[24];
 	struct monitor *m = arg;
+	const char *name;
 	struct session s;
 	uint32_t type;
 
@@ -466,17 +471,17 @@ static int event_cb(struct nl_msg *msg, void *arg)
 	type = tb[KVMAS_NL_A_EVENT_TYPE] ?
 	       nla_get_u32(tb[KVMAS_NL_A_EVENT_TYPE]) : 0;
 
-	if (type == KVMAS_NL_EVENT_ATTACH)
-		printf("attach");
-	else if (type == KVMAS_NL_EVENT_DETACH)
-		printf("detach");
-	else
-		printf("event %" PRIu32, type);
-	printf(" session ");
-	print_u64(s.id, s.has_id, 0);
-	printf(" pid ");
-	print_u64(s.pid, s.has_pid, 0);
-	printf(" vm %s\n", s.vm);
+	if (type == KVMAS_NL_EVENT_ATTACH) {
+		name = "attach";
+	} else if (type == KVMAS_NL_EVENT_DETACH) {
+		name = "detach";
+	} else {
+		snprintf(ev, sizeof(ev), "event%" PRIu32, type);
+		name = ev;
+	}
+	printf("%s session %s pid %s vm %s\n", name,
+	       fmt_u64(id, sizeof(id), s.id, s.has_id),
+	       fmt_u64(pid, sizeof(pid), s.pid, s.has_pid), s.vm);
 
 	if (m->count && ++m->seen >= m->count)
 		return NL_STOP;
@@ -570,7 +575,8 @@ static const struct cmd cmds[] = {
 	{ "caps", "", "API version and capabilities (device ioctls)",
 	  cmd_caps },
 	{ "stats", "", "module counters (generic netlink)", cmd_stats },
-	{ "sessions", "", "open sessions: id, pid, attached, vm", cmd_sessions },
+	{ "sessions", "", "open sessions: id, pid, attached, vm",
+	  cmd_sessions },
 	{ "monitor", "[--count N]",
 	  "print attach/detach events; stop after N", cmd_monitor },
 	{ "help", "", "this text", cmd_help },

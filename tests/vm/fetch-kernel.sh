@@ -3,13 +3,12 @@
 #
 # Usage: tests/vm/fetch-kernel.sh LANE        LANE = 6.1 | 6.12
 #
-#   6.1   bookworm            linux-image-6.1.0-N-amd64-unsigned
-#   6.12  bookworm-security/  linux-image-6.12.X+deb12-amd64-unsigned
-#         -backports
+#   6.1   bookworm(-security)            linux-image-6.1.0-N-amd64-unsigned
+#   6.12  bookworm-security/-backports   linux-image-6.12.X+deb12-amd64-unsigned
 #
 # Prints the path of a shell-sourceable env file as the LAST line of stdout
 # (everything else goes to stderr).  The env file defines:
-#   LANE ABI UPSTREAM PKGVER VMLINUZ MODDIR KDIR
+#   LANE ABI UPSTREAM PKGVER VMLINUZ MODDIR KDIR VMLINUX
 # KDIR is a working kbuild dir: `make -C "$KDIR" M=$PWD modules` builds
 # against the extracted headers without installing anything into /usr.
 #
@@ -72,7 +71,25 @@ SCRATCH=()
 cleanup() { ((${#SCRATCH[@]} == 0)) || rm -rf "${SCRATCH[@]}"; }
 trap cleanup EXIT
 
+# VMLINUX: the uncompressed ELF vmlinux from the bzImage, for run.sh --pvh
+# (skips the in-guest decompressor; see lib.sh).  Trees cached before this
+# existed get it on their next fetch; empty if the image has no PVH entry.
+add_vmlinux() {
+	local kroot=$CACHE/kernels/$1 out
+	out=$kroot/vmlinux
+	if kvmas_extract_vmlinux "$kroot/root/boot/vmlinuz-$1" "$out.tmp" &&
+		kvmas_has_pvh_note "$out.tmp"; then
+		mv "$out.tmp" "$out"
+	else
+		rm -f "$out.tmp"
+		kvmas_log "warning: no PVH-bootable vmlinux in $1 (run.sh --pvh unavailable)"
+		out=""
+	fi
+	printf 'VMLINUX=%q\n' "$out" >>"$kroot/env"
+}
+
 emit_env() {
+	grep -q '^VMLINUX=' "$CACHE/kernels/$1/env" || add_vmlinux "$1"
 	# The contract: the env file path is the last line of stdout.
 	printf '%s\n' "$CACHE/kernels/$1/env"
 	exit 0

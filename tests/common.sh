@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash
+#
+# Shared by tests/check.sh and tests/demo.sh: host preparation, the guest
+# payload, and building the module for one Debian kernel ABI.
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+vm=$top/tests/vm
+out=$top/build
+version=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' "$top/dkms.conf")
+mkdir -p "$out/logs"
+
+say() { printf '== %s\n' "$*"; }
+
+# Host packages, then everything that runs inside the guest: the suites,
+# the demo and the static CLI, all statically linked.
+prepare_host() {
+	"$vm/deps.sh"
+	make -s -C "$top/lib"
+	make -s -C "$top/tools" static
+	rm -rf "$out/payload"
+	make -s -C "$top/tests" OUT="$out/payload"
+	install -m 0755 "$top/tools/kvmas.static" "$out/payload/kvmas"
+}
+
+# Builds the module for one kernel from a copy of exactly what DKMS ships,
+# so both lanes build from one checkout and nothing is built in-tree.
+# Prints the .ko path; any compiler warning (W=1) is a failure.
+build_module() {
+	local abi=$1 kdir=$2 src=$out/$abi/src log=$out/logs/$abi-build.log
+
+	rm -rf "$src"
+	mkdir -p "$src"
+	cp -r "$top/Kbuild" "$top/dkms.conf" "$top/module" "$top/uapi" "$src/"
+	if ! make -C "$kdir" M="$src" W=1 modules >"$log" 2>&1; then
+		cat "$log" >&2
+		echo "module build failed for $abi" >&2
+		return 1
+	fi
+	if grep -E 'warning:|error:' "$log" >&2; then
+		echo "module build for $abi is not warning-free (W=1)" >&2
+		return 1
+	fi
+	echo "$src/module/kvm_atomic_slots.ko"
+}
+
+# DKMS in a private tree: add + build against this ABI's headers, exactly as
+# a host's kernel-upgrade hook would, without touching /var/lib/dkms.
+dkms_build() {
+	local abi=$1 kdir=$2 d=$out/$abi/dkms log=$out/logs/$abi-dkms.log
+	local opts=(--dkmstree "$d/tree" --sourcetree "$d/root/usr/src"
+		    --installtree "$d/install")
+
+	rm -rf "$d"
+	mkdir -p "$d/tree" "$d/install"
+	make -s -C "$top" dkms-install DESTDIR="$d/root" >/dev/null
+	if ! { dkms "${opts[@]}" add -m kvm-atomic-slots -v "$version" &&
+	       dkms "${opts[@]}" build -m kvm-atomic-slots -v "$version" \
+		   -k "$abi" --kernelsourcedir "$kdir"; } >"$log" 2>&1; then
+		cat "$log" >&2
+		echo "dkms build failed for $abi" >&2
+		return 1
+	fi
+	local ko
+	ko=$(find "$d/tree" -name 'kvm_atomic_slots.ko*' | head -n 1)
+	[ -n "$ko" ] || { echo "dkms produced no module for $abi" >&2; return 1; }
+	echo "dkms build ok for $abi: ${ko#"$d"/}"
+}
+
+# Resolves (and fetches if needed) a lane's kernel; sets ENV_FILE and the
+# env variables (ABI, UPSTREAM, KDIR, VMLINUZ, ...).
+use_lane() {
+	ENV_FILE=$("$vm/fetch-kernel.sh" "$1" | tail -n 1)
+	# shellcheck disable=SC1090
+	. "$ENV_FILE"
+}

@@ -1,0 +1,30 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make demo`: boots Debian's own kernels in QEMU with the module loaded and
+# tells the story with numbers measured in that boot. Sets up everything it
+# needs on a fresh Debian machine (like `make check`). KVMAS_LANES picks the
+# kernels (default: 6.12 then 6.1).
+set -euo pipefail
+# shellcheck source=tests/common.sh
+. "$(dirname "$0")/common.sh"
+lanes=${KVMAS_LANES:-6.12 6.1}
+
+say "preparing (apt packages, Debian kernels, module build)"
+prepare_host >/dev/null
+for lane in $lanes; do
+	use_lane "$lane" 2>/dev/null
+	ko=$(build_module "$ABI" "$KDIR" | tail -n 1)
+	log=$out/logs/demo-$ABI.log
+	say "Debian $ABI (upstream $UPSTREAM) under QEMU TCG, kvm_amd + kvm_atomic_slots loaded"
+	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$out/payload" \
+		--cmd './demo && echo && ./kvmas stats' --log "$log" --quiet \
+		--timeout 600 >/dev/null 2>&1 || {
+		echo "demo run failed; console log: $log" >&2
+		tail -n 40 "$log" >&2
+		exit 1
+	}
+	# The story only, not the boot: from the demo's banner to its end.
+	tr -d '\r' <"$log" | sed -n '/^== kvm-atomic-slots demo/,/^KVMAS-INIT done/p' |
+		grep -vE '^\[ *[0-9]+\.[0-9]+\]|^KVMAS-'
+done

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A real KVM guest for tests, benchmarks and the demo: flat 32-bit protected
+ * mode without paging or interrupts, one hand-assembled loop per vCPU. Each
+ * loop calls a function that lives in a "target" memslot (executes from it,
+ * reads and writes a counter there) and bumps a progress counter in the base
+ * slot. The runner threads account for every exit, in particular the ones a
+ * memslot hole causes: MMIO exits and emulation failures at target GPAs.
+ */
+#ifndef KVMAS_WORKLOAD_H
+#define KVMAS_WORKLOAD_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#define WL_MAX_VCPUS 4
+
+/* Guest-physical map. Base slot 0 holds the loops, stacks and counters. */
+#define WL_BASE_GPA	0x00000000ULL
+#define WL_BASE_SIZE	0x00010000ULL
+#define WL_LOOP_GPA(i)	(0x1000ULL + (i) * 0x100)
+#define WL_STACK_GPA(i)	(0x8000ULL - (i) * 0x800)
+#define WL_PROG_GPA(i)	(0x9000ULL + (i) * 0x40)	/* loop counter */
+
+/*
+ * Target region: vCPU i calls a function at WL_FUNC_GPA(i), which updates a
+ * counter at WL_DATA_GPA(i). The target slots may be split, merged, resized
+ * or moved by the test, as long as these GPAs stay mapped.
+ */
+#define WL_TARGET_GPA	0x00100000ULL
+#define WL_FUNC_GPA(i)	(WL_TARGET_GPA + (i) * 0x10000)
+#define WL_DATA_GPA(i)	(WL_TARGET_GPA + (i) * 0x10000 + 0x8000)
+
+struct wl_counts {
+	uint64_t runs;		/* KVM_RUN calls returning to userspace */
+	uint64_t hole_mmio;	/* MMIO exits at target GPAs */
+	uint64_t hole_emul;	/* emulation failures (code fetch from a hole) */
+	uint64_t other_mmio;	/* MMIO exits elsewhere */
+	uint64_t fatal;		/* shutdown, fail entry, unexpected exits */
+	uint64_t last_fatal_reason;
+};
+
+struct wl_vm {
+	int vm;
+	int nr_vcpus;
+	int vcpu[WL_MAX_VCPUS];
+	struct kvm_run *run[WL_MAX_VCPUS];
+	size_t run_size;
+	/* Host memory backing the base slot and the whole target window. */
+	uint8_t *base;
+	uint8_t *target;
+	size_t target_size;
+	/* vCPU i's loop calls into the target only if (call_mask >> i) & 1. */
+	unsigned int call_mask;
+	/*
+	 * Stats fds are opened before the runners start: KVM_GET_STATS_FD is a
+	 * vCPU ioctl and would wait for vcpu->mutex, held across KVM_RUN.
+	 */
+	int stats_fd[WL_MAX_VCPUS];
+	pthread_t thread[WL_MAX_VCPUS];
+	volatile int stop;
+	volatile int paused[WL_MAX_VCPUS];	/* QEMU-style pause protocol */
+	volatile int pause_req;
+	struct wl_counts count[WL_MAX_VCPUS];
+	uint64_t hole_lo, hole_hi;	/* target GPA window for accounting */
+};
+
+/*
+ * Creates the VM, the base slot (slot 0) and vCPUs with their loops. The
+ * target window (@target_size bytes of host memory) is filled with the
+ * functions and data but NOT mapped: the caller installs target slots.
+ * Returns 0 or -errno.
+ */
+int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
+	      unsigned int call_mask);
+/* Starts one runner thread per vCPU. */
+int wl_start(struct wl_vm *w);
+/* Stops and joins the runners. */
+void wl_stop(struct wl_vm *w);
+void wl_destroy(struct wl_vm *w);
+
+/* Asks every runner to leave KVM_RUN and park; waits until all have. */
+void wl_pause_all(struct wl_vm *w);
+void wl_resume_all(struct wl_vm *w);
+
+/* Guest progress of vCPU i (loop iterations / target-function calls). */
+uint32_t wl_progress(struct wl_vm *w, int i);
+uint32_t wl_target_counter(struct wl_vm *w, int i);
+
+/* Sum of hole exits over all vCPUs. */
+uint64_t wl_holes(struct wl_vm *w);
+uint64_t wl_fatal(struct wl_vm *w);
+
+/* A vCPU statistic by name from KVM_GET_STATS_FD (sum for vCPU -1). */
+int64_t wl_vcpu_stat(struct wl_vm *w, int i, const char *name);
+
+/* Microseconds on CLOCK_MONOTONIC. */
+uint64_t wl_now_us(void);
+
+#endif /* KVMAS_WORKLOAD_H */

@@ -1,0 +1,74 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Checks of the kvmas CLI that need no module: usage, and the messages a
+# missing module must produce. With the module loaded, the "not loaded"
+# checks are skipped (the harness covers that case).
+#
+# usage: test_cli.sh [path/to/kvmas]
+
+KVMAS=${1:-./kvmas}
+pass=0
+fail=0
+n=0
+
+check() {	# description, expected status, expected stderr substring, cmd...
+	desc=$1 want=$2 msg=$3
+	shift 3
+	n=$((n + 1))
+	err=$("$@" 2>&1 >/dev/null)
+	got=$?
+	if [ "$got" = "$want" ] && { [ -z "$msg" ] || printf '%s' "$err" | grep -qF -- "$msg"; }; then
+		pass=$((pass + 1))
+		echo "ok $n - $desc"
+	else
+		fail=$((fail + 1))
+		echo "not ok $n - $desc (status $got, stderr: $err)"
+	fi
+}
+
+skip() {
+	n=$((n + 1))
+	pass=$((pass + 1))
+	echo "ok $n - $1 # SKIP $2"
+}
+
+check "help exits 0" 0 "" "$KVMAS" help
+n=$((n + 1))
+if out=$("$KVMAS" help) && for c in caps stats sessions monitor help; do
+	printf '%s\n' "$out" | grep -q "^  $c" || exit 1; done; then
+	pass=$((pass + 1)); echo "ok $n - help lists every command"
+else
+	fail=$((fail + 1)); echo "not ok $n - help lists every command"
+fi
+check "no command is a usage error" 2 "missing command" "$KVMAS"
+check "unknown command is a usage error" 2 "unknown command 'frob'" \
+	"$KVMAS" frob
+check "stray argument is a usage error" 2 "unexpected argument 'x'" \
+	"$KVMAS" stats x
+check "monitor rejects --count 0" 2 "bad count '0'" "$KVMAS" monitor --count 0
+check "monitor rejects --count junk" 2 "bad count '3x'" \
+	"$KVMAS" monitor --count 3x
+check "caps on a missing node" 1 \
+	"cannot open /nonexistent: device node not found (is the kvm_atomic_slots module loaded?)" \
+	env KVMAS_DEVICE=/nonexistent "$KVMAS" caps
+check "caps on a foreign device" 1 \
+	"cannot open /dev/null: device does not speak the kvm-atomic-slots protocol" \
+	env KVMAS_DEVICE=/dev/null "$KVMAS" caps
+
+# The family name comes from the uapi header; the wording is what matters.
+notloaded="module not loaded (no generic netlink family "
+if [ -d /sys/module/kvm_atomic_slots ]; then
+	for c in stats sessions monitor; do
+		skip "$c without the module" "module is loaded"
+	done
+else
+	check "stats without the module" 1 "$notloaded" "$KVMAS" stats
+	check "sessions without the module" 1 "$notloaded" "$KVMAS" sessions
+	check "monitor without the module" 1 "$notloaded" \
+		"$KVMAS" monitor --count 1
+fi
+
+echo "1..$n"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
