@@ -50,13 +50,21 @@ host_suite() {
 
 host_suite libkvmas make -s -C "$top/lib" test
 host_suite kvmas-cli make -s -C "$top/tools" test
+host_suite klp-convert make -s -C "$top/tools/klp-convert" test
 for lane in $lanes; do
 	say "lane $lane"
 	use_lane "$lane"
 	say "$ABI (upstream $UPSTREAM): build W=1"
-	ko=$(build_module "$ABI" "$KDIR" | tail -n 1) || { failed=1; continue; }
+	if ! ko=$(build_module "$ABI" "$KDIR" | tail -n 1); then
+		count "$ABI-build: 0 passed, 1 failed"
+		failed=1
+		continue
+	fi
 	say "$ABI: dkms build"
-	dkms_build "$ABI" "$KDIR" || failed=1
+	if ! dkms_build "$ABI" "$KDIR"; then
+		count "$ABI-dkms: 0 passed, 1 failed"
+		failed=1
+	fi
 
 	say "$ABI: boot and run suites"
 	log=$out/logs/$ABI.log

@@ -27,7 +27,8 @@ prepare_host() {
 # so both lanes build from one checkout and nothing is built in-tree.
 # Prints the .ko path; any compiler warning (W=1) is a failure.
 build_module() {
-	local abi=$1 kdir=$2 src=$out/$abi/src log=$out/logs/$abi-build.log
+	local abi=$1 kdir=$2
+	local src=$out/$abi/src log=$out/logs/$abi-build.log
 
 	rm -rf "$src"
 	mkdir -p "$src"
@@ -47,7 +48,8 @@ build_module() {
 # DKMS in a private tree: add + build against this ABI's headers, exactly as
 # a host's kernel-upgrade hook would, without touching /var/lib/dkms.
 dkms_build() {
-	local abi=$1 kdir=$2 d=$out/$abi/dkms log=$out/logs/$abi-dkms.log
+	local abi=$1 kdir=$2
+	local d=$out/$abi/dkms log=$out/logs/$abi-dkms.log
 	local opts=(--dkmstree "$d/tree" --sourcetree "$d/root/usr/src"
 		    --installtree "$d/install")
 

@@ -450,6 +450,13 @@ static int cmd_sessions(int argc, char **argv)
 	return ret ? 1 : 0;
 }
 
+static int no_seq_check(struct nl_msg *msg, void *arg)
+{
+	(void)msg;
+	(void)arg;
+	return NL_OK;
+}
+
 struct monitor {
 	unsigned long seen;
 	unsigned long count;	/* 0: for ever */
@@ -535,15 +542,17 @@ static int cmd_monitor(int argc, char **argv)
 		genl_close(&g);
 		return 1;
 	}
-	/* Multicast messages carry no sequence number of ours. */
-	nl_socket_disable_seq_check(g.sk);
-
 	cb = nl_cb_alloc(NL_CB_DEFAULT);
 	if (!cb) {
 		fprintf(stderr, "kvmas: out of memory\n");
 		genl_close(&g);
 		return 1;
 	}
+	/*
+	 * Multicast messages carry no sequence number of ours; the check is a
+	 * property of the callback set nl_recvmsgs() is given, not the socket.
+	 */
+	nl_cb_set(cb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, no_seq_check, NULL);
 	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, event_cb, &m);
 
 	ret = 0;

@@ -22,6 +22,8 @@ PKGS=(
 	bc          # kbuild
 	flex        # kbuild
 	bison       # kbuild
+	dwarves     # pahole: Debian 6.12 headers generate BTF for modules
+	libc6-dev   # static test binaries and the static CLI
 	pkg-config
 	libnl-genl-3-dev # userspace tools talk generic netlink
 	libnl-3-dev

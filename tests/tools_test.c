@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The operator CLI (generic netlink: stats, sessions, events) and libkvmas
+ * against the real module. The CLI binary is ./kvmas in the payload.
+ */
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "kvm_helpers.h"
+#include "kvmas.h"
+#include "kselftest_harness.h"
+
+/* Runs a shell command, returns its stdout (malloc'd) and exit status. */
+static char *run(const char *cmd, int *status)
+{
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	FILE *p = popen(cmd, "r");
+	size_t n;
+
+	if (!buf || !p) {
+		free(buf);
+		return NULL;
+	}
+	while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+		len += n;
+		if (len + 1 >= cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			if (!buf)
+				return NULL;
+		}
+	}
+	buf[len] = 0;
+	*status = pclose(p);
+	return buf;
+}
+
+/* "name value" lines as printed by `kvmas stats`. */
+static long stat_value(const char *out, const char *name)
+{
+	const char *p = out;
+	size_t n = strlen(name);
+
+	while ((p = strstr(p, name))) {
+		if ((p == out || p[-1] == '\n') && p[n] == ' ')
+			return strtol(p + n, NULL, 10);
+		p += n;
+	}
+	return -1;
+}
+
+static long stat_now(const char *name)
+{
+	int st;
+	char *out = run("./kvmas stats", &st);
+	long v = out && st == 0 ? stat_value(out, name) : -1;
+
+	free(out);
+	return v;
+}
+
+TEST(cli_caps_matches_device)
+{
+	int st, dev = kvmas_dev_open();
+	char *out = run("./kvmas caps", &st);
+	char want[64];
+
+	ASSERT_NE(NULL, out);
+	ASSERT_GE(dev, 0);
+	EXPECT_EQ(0, st) TH_LOG("%s", out);
+	snprintf(want, sizeof(want), "api_version            %d",
+		 ioctl(dev, KVMAS_GET_API_VERSION, 0));
+	EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "netlink")) TH_LOG("%s", out);
+	free(out);
+	close(dev);
+}
+
+TEST(cli_stats_follow_sessions)
+{
+	long open0, total0, att0, ok0, fail0;
+	int a, b, vm = kvm_vm_create();
+
+	ASSERT_GE(vm, 0);
+	open0 = stat_now("sessions_open");
+	total0 = stat_now("sessions_total");
+	att0 = stat_now("attached");
+	ok0 = stat_now("attach_ok");
+	fail0 = stat_now("attach_failed");
+	ASSERT_GE(open0, 0);
+
+	a = kvmas_dev_open();
+	b = kvmas_dev_open();
+	ASSERT_GE(a, 0);
+	ASSERT_GE(b, 0);
+	ASSERT_EQ(0, kvmas_attach(a, vm));
+	EXPECT_EQ(-EINVAL, kvmas_attach(b, a));
+	EXPECT_EQ(open0 + 2, stat_now("sessions_open"));
+	EXPECT_EQ(total0 + 2, stat_now("sessions_total"));
+	EXPECT_EQ(att0 + 1, stat_now("attached"));
+	EXPECT_EQ(ok0 + 1, stat_now("attach_ok"));
+	EXPECT_EQ(fail0 + 1, stat_now("attach_failed"));
+	close(a);
+	close(b);
+	EXPECT_EQ(open0, stat_now("sessions_open"));
+	EXPECT_EQ(att0, stat_now("attached"));
+	close(vm);
+}
+
+TEST(cli_sessions_lists_holders)
+{
+	int st, dev = kvmas_dev_open(), idle = kvmas_dev_open();
+	int vm = kvm_vm_create();
+	char *out, line[128];
+
+	ASSERT_GE(dev, 0);
+	ASSERT_GE(idle, 0);
+	ASSERT_GE(vm, 0);
+	ASSERT_EQ(0, kvmas_attach(dev, vm));
+	out = run("./kvmas sessions", &st);
+	ASSERT_NE(NULL, out);
+	EXPECT_EQ(0, st);
+	/* KVM names the VM kvm-<pid of its creator>. */
+	snprintf(line, sizeof(line), "%-8d yes      kvm-%d", getpid(), getpid());
+	EXPECT_NE(NULL, strstr(out, line)) TH_LOG("want '%s' in:\n%s", line, out);
+	snprintf(line, sizeof(line), "%-8d no", getpid());
+	EXPECT_NE(NULL, strstr(out, line)) TH_LOG("want '%s' in:\n%s", line, out);
+	free(out);
+	close(dev);
+	close(idle);
+	close(vm);
+}
+
+TEST(cli_monitor_sees_attach_and_detach)
+{
+	char path[] = "/tmp/kvmas-monitor-XXXXXX", buf[512] = "", want[64];
+	int fd = mkstemp(path), dev, vm, status, n;
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		dup2(fd, 1);
+		execl("./kvmas", "kvmas", "monitor", "--count", "2", NULL);
+		_exit(127);
+	}
+	/* The CLI prints nothing once subscribed: give it time to join. */
+	usleep(500 * 1000);
+	dev = kvmas_dev_open();
+	vm = kvm_vm_create();
+	ASSERT_GE(dev, 0);
+	ASSERT_GE(vm, 0);
+	ASSERT_EQ(0, kvmas_attach(dev, vm));
+	close(dev);
+	close(vm);
+	for (n = 0; n < 50 && waitpid(pid, &status, WNOHANG) == 0; n++)
+		usleep(100 * 1000);
+	if (n == 50) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	ASSERT_TRUE(WIFEXITED(status)) TH_LOG("monitor did not see 2 events");
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	ASSERT_GT(n, 0);
+	snprintf(want, sizeof(want), "pid %d vm kvm-%d", getpid(), getpid());
+	EXPECT_EQ(0, strncmp(buf, "attach session ", 15)) TH_LOG("%s", buf);
+	EXPECT_NE(NULL, strstr(buf, "\ndetach session ")) TH_LOG("%s", buf);
+	EXPECT_NE(NULL, strstr(buf, want)) TH_LOG("%s", buf);
+	close(fd);
+	unlink(path);
+}
+
+/* libkvmas against the real module: what a VMM would do. */
+TEST(library_round_trip)
+{
+	struct kvmas *s;
+	struct kvmas_vm_info info;
+	struct kvmas_slot *slots = NULL;
+	unsigned int nr = 0, i;
+	__u64 gen[KVMAS_MAX_AS];
+	int vm = kvm_vm_create();
+	uint8_t *mem = guest_mem(64 << 20);
+
+	ASSERT_GE(vm, 0);
+	ASSERT_NE(NULL, mem);
+	/* More slots than the library's first guess, to exercise its retry. */
+	for (i = 0; i < 40; i++)
+		ASSERT_EQ(0, kvm_set_slot(vm, 0, i, 0, (uint64_t)i << 20,
+					  1 << 20, mem + ((size_t)i << 20)));
+	ASSERT_EQ(0, kvmas_open(&s));
+	EXPECT_EQ(-ENOTCONN, kvmas_get_vm_info(s, &info));
+	EXPECT_NE(0, strlen(kvmas_error_string(KVMAS_CMD_GET_VM_INFO, -ENOTCONN)));
+	ASSERT_EQ(0, kvmas_attach_vm(s, vm));
+	EXPECT_EQ(-EBUSY, kvmas_attach_vm(s, vm));
+	ASSERT_EQ(0, kvmas_get_vm_info(s, &info));
+	EXPECT_EQ(40, info.user_slots[0]);
+	ASSERT_EQ(0, kvmas_get_layout(s, KVMAS_LAYOUT_ALL_AS, 0, &slots, &nr,
+				      gen));
+	ASSERT_EQ(40, nr);
+	for (i = 0; i < nr; i++) {
+		EXPECT_EQ(i, slots[i].slot);
+		EXPECT_EQ((uint64_t)i << 20, slots[i].guest_phys_addr);
+	}
+	EXPECT_EQ(info.generation[0], gen[0]);
+	kvmas_free(slots);
+	kvmas_close(s);
+	close(vm);
+}
+
+TEST_HARNESS_MAIN
