@@ -18,10 +18,11 @@ UDEV_DIR ?= /lib/udev/rules.d
 all: module lib tools
 
 module:
-	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules
+	sh module/build.sh $(KDIR) W=1
 
 module-clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
+	$(MAKE) -C tools/klp-convert clean
 
 lib:
 	$(MAKE) -C lib
@@ -40,10 +41,14 @@ demo:
 
 # Only what DKMS needs to rebuild the module: Kbuild, dkms.conf, sources.
 dkms-install:
-	install -d $(DKMS_SRC)/module $(DKMS_SRC)/uapi/linux
+	install -d $(DKMS_SRC)/module $(DKMS_SRC)/uapi/linux $(DKMS_SRC)/tools/klp-convert
 	install -m 0644 Kbuild dkms.conf $(DKMS_SRC)/
-	install -m 0644 module/Kbuild module/*.c module/*.h $(DKMS_SRC)/module/
+	install -m 0644 module/Kbuild module/*.c module/*.h module/klp-syms.list \
+		$(DKMS_SRC)/module/
+	install -m 0755 module/build.sh $(DKMS_SRC)/module/
 	install -m 0644 uapi/linux/kvm_atomic_slots.h $(DKMS_SRC)/uapi/linux/
+	install -m 0644 tools/klp-convert/klp-convert.c tools/klp-convert/Makefile \
+		$(DKMS_SRC)/tools/klp-convert/
 	if [ -z "$(DESTDIR)" ]; then \
 		dkms add -m kvm-atomic-slots -v $(VERSION) 2>/dev/null || true; \
 		dkms install -m kvm-atomic-slots -v $(VERSION); \

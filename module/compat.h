@@ -2,12 +2,18 @@
 /*
  * The one place for differences between the kernels we build against
  * (Debian bookworm 6.1 and bookworm-backports 6.12). Force-included by
- * module/Kbuild before every source file, so it may only define macros that
- * expand later; the KVMAS_HAVE_* inputs come from header probes in Kbuild.
- * No other file tests LINUX_VERSION_CODE.
+ * module/Kbuild before every source file; it includes the KVM header it
+ * adapts so that its #ifdefs see KVM's own definitions. The KVMAS_HAVE_*
+ * inputs come from header probes in Kbuild. No other file tests
+ * LINUX_VERSION_CODE.
  */
 #ifndef KVMAS_COMPAT_H
 #define KVMAS_COMPAT_H
+
+/* Every message of the module carries its name; must precede any printk.h. */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kvm_host.h>
 
 /*
  * Address spaces: 6.1 has the constant KVM_ADDRESS_SPACE_NUM; 6.8+ has a
@@ -26,6 +32,15 @@
 #define kvmas_ring_with_bitmap(kvm)	READ_ONCE((kvm)->dirty_ring_with_bitmap)
 #else
 #define kvmas_ring_with_bitmap(kvm)	false
+#endif
+
+/* mmu_lock is an rwlock where KVM says so (x86, arm64), a spinlock elsewhere. */
+#ifdef KVM_HAVE_MMU_RWLOCK
+#define kvmas_mmu_write_lock(kvm)	write_lock(&(kvm)->mmu_lock)
+#define kvmas_mmu_write_unlock(kvm)	write_unlock(&(kvm)->mmu_lock)
+#else
+#define kvmas_mmu_write_lock(kvm)	spin_lock(&(kvm)->mmu_lock)
+#define kvmas_mmu_write_unlock(kvm)	spin_unlock(&(kvm)->mmu_lock)
 #endif
 
 #endif /* KVMAS_COMPAT_H */

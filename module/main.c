@@ -3,8 +3,6 @@
  * kvm_atomic_slots: /dev/kvm-atomic-slots, the ioctl dispatcher, module
  * life cycle. The protocol is specified in uapi/linux/kvm_atomic_slots.h.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
-
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -12,6 +10,7 @@
 #include <linux/uaccess.h>
 #include <linux/kvm_host.h>
 
+#include "internals.h"
 #include "kvmas.h"
 
 struct kvmas_stats kvmas_stats;
@@ -44,10 +43,13 @@ static int kvmas_cap_value(unsigned int cap)
 		return 1;
 	case KVMAS_CAP_MAX_ADDRESS_SPACES:
 		return kvmas_kvm_max_as();
-	/*
-	 * Batch commits, ring reset and the internals routes need the
-	 * internals layer; until it is present they are honestly absent.
-	 */
+	/* A route counts only while it gives us something usable. */
+	case KVMAS_CAP_ROUTE_LIVEPATCH:
+		return kvmas_route_livepatch() && kvmas_internals_features();
+	case KVMAS_CAP_ROUTE_KALLSYMS:
+		return kvmas_route_kallsyms() && kvmas_internals_features();
+	case KVMAS_CAP_HARDENED_RING_RESET:
+		return kvmas_hardened_reset_active();
 	default:
 		return 0;
 	}
@@ -195,6 +197,8 @@ static struct miscdevice kvmas_misc = {
 	.fops = &kvmas_fops,
 };
 
+static bool kvmas_misc_registered;
+
 static int __init kvmas_init(void)
 {
 	int ret;
@@ -205,11 +209,28 @@ static int __init kvmas_init(void)
 	ret = kvmas_netlink_init();
 	if (ret)
 		goto err_cache;
+	/*
+	 * An enabled livepatch cannot be taken back from here (only through
+	 * sysfs), so it comes after every step that can be unwound; until it
+	 * is enabled no internal is callable (kvmas_internals_get() fails).
+	 */
+	ret = kvmas_internals_init();
+	if (ret)
+		goto err_netlink;
 
 	/* Last: the device node appears only once everything behind it works. */
 	ret = misc_register(&kvmas_misc);
-	if (ret)
-		goto err_netlink;
+	if (ret) {
+		if (!kvmas_route_livepatch()) {
+			kvmas_internals_exit();
+			goto err_netlink;
+		}
+		/* Stay loaded but inert: the patch pins us until disabled. */
+		pr_err("cannot register %s (%d); disable the livepatch and unload\n",
+		       KVMAS_DEVICE_PATH, ret);
+		return 0;
+	}
+	kvmas_misc_registered = true;
 	pr_info("version " KVMAS_VERSION " (api %d) loaded, %d address space(s)\n",
 		KVMAS_API_VERSION, kvmas_kvm_max_as());
 	return 0;
@@ -224,7 +245,9 @@ err_cache:
 static void __exit kvmas_exit(void)
 {
 	/* No session can exist here: each open file pins THIS_MODULE. */
-	misc_deregister(&kvmas_misc);
+	if (kvmas_misc_registered)
+		misc_deregister(&kvmas_misc);
+	kvmas_internals_exit();
 	kvmas_netlink_exit();
 	kvmas_session_cache_exit();
 }

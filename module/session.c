@@ -3,8 +3,6 @@
  * Sessions and their VM: attaching to a KVM VM fd, describing it, and
  * snapshotting its memslot layout.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
-
 #include <linux/file.h>
 #include <linux/kvm_host.h>
 #include <linux/module.h>

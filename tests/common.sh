@@ -25,15 +25,19 @@ prepare_host() {
 
 # Builds the module for one kernel from a copy of exactly what DKMS ships,
 # so both lanes build from one checkout and nothing is built in-tree.
-# Prints the .ko path; any compiler warning (W=1) is a failure.
+# Prints the .ko path; any compiler warning (W=1) is a failure. An optional
+# third argument names a test variant built with KVMAS_EXTRA_CFLAGS.
 build_module() {
-	local abi=$1 kdir=$2
-	local src=$out/$abi/src log=$out/logs/$abi-build.log
+	local abi=$1 kdir=$2 variant=${3:-}
+	local src=$out/$abi/src$variant log=$out/logs/$abi-build$variant.log
 
 	rm -rf "$src"
-	mkdir -p "$src"
+	mkdir -p "$src/tools/klp-convert"
 	cp -r "$top/Kbuild" "$top/dkms.conf" "$top/module" "$top/uapi" "$src/"
-	if ! make -C "$kdir" M="$src" W=1 modules >"$log" 2>&1; then
+	cp "$top/tools/klp-convert/klp-convert.c" "$top/tools/klp-convert/Makefile" \
+		"$src/tools/klp-convert/"
+	if ! KVMAS_EXTRA_CFLAGS=${KVMAS_EXTRA_CFLAGS:-} \
+	     sh "$src/module/build.sh" "$kdir" W=1 >"$log" 2>&1; then
 		cat "$log" >&2
 		echo "module build failed for $abi" >&2
 		return 1
@@ -56,8 +60,13 @@ dkms_build() {
 	rm -rf "$d"
 	mkdir -p "$d/tree" "$d/install"
 	make -s -C "$top" dkms-install DESTDIR="$d/root" >/dev/null
-	if ! { dkms "${opts[@]}" add -m kvm-atomic-slots -v "$version" &&
-	       dkms "${opts[@]}" build -m kvm-atomic-slots -v "$version" \
+	# Run DKMS as a host's package hook would: outside any make (dkms
+	# asks make for the kernel's CC, and a parent make's MAKEFLAGS/MAKELEVEL
+	# turn that answer into "make[1]: Entering directory ...").
+	if ! { env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS \
+		dkms "${opts[@]}" add -m kvm-atomic-slots -v "$version" &&
+	       env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS \
+		dkms "${opts[@]}" build -m kvm-atomic-slots -v "$version" \
 		   -k "$abi" --kernelsourcedir "$kdir"; } >"$log" 2>&1; then
 		cat "$log" >&2
 		echo "dkms build failed for $abi" >&2
@@ -66,6 +75,11 @@ dkms_build() {
 	local ko
 	ko=$(find "$d/tree" -name 'kvm_atomic_slots.ko*' | head -n 1)
 	[ -n "$ko" ] || { echo "dkms produced no module for $abi" >&2; return 1; }
+	# The DKMS path must produce the same livepatch relocations.
+	if grep -qs '^CONFIG_LIVEPATCH=y' "$kdir/.config"; then
+		"$top/tools/klp-convert/klp-convert" --check \
+			"$top/module/klp-syms.list" "$ko" >&2 || return 1
+	fi
 	echo "dkms build ok for $abi: ${ko#"$d"/}"
 }
 

@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Module life cycle: rmmod is refused while a session exists (every open
- * file pins the module), and unload + reload cycles leave no trace. Runs
- * last in a boot because it unloads the module under test; the module file
- * path comes from $KVMAS_KO.
+ * Module life cycle. On the livepatch route the patch holds a reference on
+ * the module: rmmod is refused until the patch is disabled through sysfs and
+ * its transition has finished. An open session pins the module too. Unload
+ * + reload cycles leave no trace. Runs last in a boot because it unloads the
+ * module under test; the module file comes from $KVMAS_KO.
  */
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "kvm_helpers.h"
 #include "kselftest_harness.h"
 
 #define MODNAME "kvm_atomic_slots"
+#define KLP_DIR "/sys/kernel/livepatch/" MODNAME
 
 static int mod_unload(void)
 {
@@ -38,29 +41,104 @@ static int dev_exists(void)
 	return access(KVMAS_DEVICE_PATH, F_OK) == 0;
 }
 
+static int patch_present(void)
+{
+	return access(KLP_DIR, F_OK) == 0;
+}
+
+/*
+ * The documented unload step: disable the patch, wait for the transition
+ * and for the patch to be freed (its sysfs directory goes away). Returns
+ * the milliseconds it took, or -errno.
+ */
+static long patch_disable(void)
+{
+	struct timespec t0, t1;
+	int fd, i;
+
+	if (!patch_present())
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	fd = open(KLP_DIR "/enabled", O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, "0", 1) != 1) {
+		close(fd);
+		return -errno;
+	}
+	close(fd);
+	for (i = 0; i < 600 && patch_present(); i++)
+		usleep(50 * 1000);
+	if (patch_present())
+		return -ETIMEDOUT;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0.tv_sec) * 1000 +
+	       (t1.tv_nsec - t0.tv_nsec) / 1000000;
+}
+
+static int caps(int cap)
+{
+	int dev = kvmas_dev_open(), v;
+
+	if (dev < 0)
+		return dev;
+	v = ioctl(dev, KVMAS_CHECK_EXTENSION, cap);
+	close(dev);
+	return v;
+}
+
+TEST(patch_pins_module)
+{
+	if (!patch_present())
+		SKIP(return, "no livepatch route on this kernel");
+	EXPECT_EQ(-EWOULDBLOCK, mod_unload());
+	EXPECT_TRUE(dev_exists());
+	EXPECT_EQ(1, caps(KVMAS_CAP_ROUTE_LIVEPATCH));
+}
+
 TEST(rmmod_refused_while_session_open)
 {
 	int dev = kvmas_dev_open(), vm = kvm_vm_create();
 	struct kvmas_vm_info info;
+	long ms;
 
 	ASSERT_GE(dev, 0);
 	ASSERT_GE(vm, 0);
 	ASSERT_EQ(0, kvmas_attach(dev, vm));
 	/* An attached session whose VM fd is gone still pins the module. */
 	close(vm);
+	ms = patch_disable();
+	ASSERT_GE(ms, 0) TH_LOG("disabling the livepatch: %s", strerror(-ms));
+	/* With the patch gone the internals are withdrawn, the session lives. */
+	EXPECT_EQ(0, ioctl(dev, KVMAS_CHECK_EXTENSION, KVMAS_CAP_ROUTE_LIVEPATCH));
+	EXPECT_EQ(0, ioctl(dev, KVMAS_CHECK_EXTENSION,
+			   KVMAS_CAP_HARDENED_RING_RESET));
 	EXPECT_EQ(-EWOULDBLOCK, mod_unload());
 	EXPECT_TRUE(dev_exists());
 	EXPECT_EQ(0, kvmas_vm_info(dev, &info));
 	close(dev);
+	ASSERT_EQ(0, mod_unload());
+	ASSERT_FALSE(dev_exists());
+	ASSERT_EQ(0, mod_load());
 }
 
-TEST(unload_reload_cycles)
+FIXTURE(cycles) {};
+FIXTURE_SETUP(cycles) {}
+FIXTURE_TEARDOWN(cycles) {}
+
+/* A livepatch transition takes up to ~2 s under TCG: 20 cycles need time. */
+TEST_F_TIMEOUT(cycles, unload_reload, 240)
 {
+	long ms, worst = 0;
 	int i;
 
 	for (i = 0; i < 20; i++) {
 		int dev, vm;
 
+		ms = patch_disable();
+		ASSERT_GE(ms, 0) TH_LOG("cycle %d: %s", i, strerror(-ms));
+		if (ms > worst)
+			worst = ms;
 		ASSERT_EQ(0, mod_unload()) TH_LOG("cycle %d", i);
 		ASSERT_FALSE(dev_exists());
 		ASSERT_EQ(0, mod_load()) TH_LOG("cycle %d", i);
@@ -74,6 +152,7 @@ TEST(unload_reload_cycles)
 		close(vm);
 		close(dev);
 	}
+	TH_LOG("20 disable/unload/reload cycles; slowest disable %ld ms", worst);
 }
 
 TEST_HARNESS_MAIN

@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The internals layer: every use of a KVM function that kvm.ko does not
+ * export goes through this file, and no other file names one.
+ *
+ * Livepatch route (x86_64 Debian 6.1/6.12). The internals are declared
+ * __weak here and called directly. Weak undefined references are invisible
+ * to modpost and would be resolved to 0 by the plain module loader, so after
+ * the final link tools/klp-convert rewrites every one of them (listed in
+ * module/klp-syms.list) into a .klp.rela.kvm.* relocation against a
+ * .klp.sym.kvm.<name>,0 symbol, and refuses any reference that is not a
+ * direct call. The livepatch core resolves those relocations into direct
+ * calls inside klp_enable_patch(), before which nothing here calls an
+ * internal. No function is ever called through a pointer, so IBT's sealed
+ * ENDBRs (Debian 6.12) do not matter.
+ *
+ * One module, not a core + livepatch pair: the relocations are the reason
+ * the module is a livepatch, and they are needed by the same code that owns
+ * the device. The price is the unload sequence: the patch holds a reference
+ * on this module until it is disabled through
+ * /sys/kernel/livepatch/kvm_atomic_slots/enabled, so rmmod is refused
+ * (EAGAIN) until then and the transition has finished. Disabling runs pre_unpatch, which withdraws
+ * every feature that needs an internal and waits for in-flight users; the
+ * device stays registered and answers with the features withdrawn until
+ * rmmod. replace = false: we never disable a distribution's livepatches.
+ *
+ * The same patch earns its keep: it replaces kvm_dirty_ring_reset() with a
+ * bounded version (below), hardening stock KVM_RESET_DIRTY_RINGS for every
+ * VMM while the module is loaded.
+ *
+ * Kallsyms route (no livepatch: arm64 Debian kernels, or the test build
+ * with KVMAS_FORCE_KALLSYMS). Addresses come from kprobes (kallsyms_lookup_name
+ * is not exported). Reading data through them is safe; a function is called
+ * through its address only if it starts with a landing pad the CPU accepts
+ * for an indirect call (ENDBR64 when the kernel is built with IBT; BTI C /
+ * PACIASP when arm64 is built with kernel BTI). Otherwise the feature that
+ * needs it is reported unavailable; nothing crashes.
+ */
+#include <linux/kvm_dirty_ring.h>
+#include <linux/kvm_host.h>
+#include <linux/module.h>
+#include <linux/rwsem.h>
+#include <linux/sched/signal.h>
+
+#include "internals.h"
+
+/* Features that may be used now; changed only with kvmas_internals_rwsem held for write. */
+static unsigned int kvmas_features;
+static DECLARE_RWSEM(kvmas_internals_rwsem);
+static bool kvmas_hardened_active;
+
+bool kvmas_internals_get(unsigned int feature)
+{
+	down_read(&kvmas_internals_rwsem);
+	if ((kvmas_features & feature) == feature)
+		return true;
+	up_read(&kvmas_internals_rwsem);
+	return false;
+}
+
+void kvmas_internals_put(void)
+{
+	up_read(&kvmas_internals_rwsem);
+}
+
+unsigned int kvmas_internals_features(void)
+{
+	/* A snapshot for reporting; users take kvmas_internals_get(). */
+	return READ_ONCE(kvmas_features);
+}
+
+static void kvmas_set_features(unsigned int features)
+{
+	down_write(&kvmas_internals_rwsem);
+	/* Pairs with the READ_ONCE() in kvmas_internals_features(). */
+	WRITE_ONCE(kvmas_features, features);
+	up_write(&kvmas_internals_rwsem);
+}
+
+bool kvmas_hardened_reset_active(void)
+{
+	/* Pairs with WRITE_ONCE() in the patch callbacks; a report only. */
+	return READ_ONCE(kvmas_hardened_active);
+}
+
+/* ------------------------------------------------------------------------ */
+#ifdef KVMAS_ROUTE_LIVEPATCH
+#include <linux/livepatch.h>
+
+MODULE_INFO(livepatch, "Y");
+
+/*
+ * The internals, weak: see the top of the file. Each one is listed in
+ * module/klp-syms.list; klp-convert --check fails the build if a weak
+ * undefined symbol is not listed or is used other than by a direct call.
+ */
+extern void kvm_arch_mmu_enable_log_dirty_pt_masked(struct kvm *kvm,
+						    struct kvm_memory_slot *slot,
+						    gfn_t gfn_offset,
+						    unsigned long mask) __weak;
+
+#ifdef KVMAS_TEST_MISSING_SYMBOL
+/* Test build: a symbol kvm.ko does not have; klp_enable_patch must fail. */
+extern void kvmas_test_no_such_kvm_function(void) __weak;
+static bool kvmas_test_call_missing;
+#endif
+
+bool kvmas_route_livepatch(void)
+{
+	return true;
+}
+
+bool kvmas_route_kallsyms(void)
+{
+	return false;
+}
+
+void kvmas_k_enable_log_dirty_pt_masked(struct kvm *kvm,
+					struct kvm_memory_slot *slot,
+					gfn_t gfn_offset, unsigned long mask)
+{
+	kvm_arch_mmu_enable_log_dirty_pt_masked(kvm, slot, gfn_offset, mask);
+}
+
+#else /* KVMAS_ROUTE_KALLSYMS */
+#include <linux/kallsyms.h>
+#include <linux/kprobes.h>
+#include <linux/uaccess.h>
+
+enum {
+	KVMAS_I_ENABLE_LOG_DIRTY,
+	KVMAS_I_COUNT
+};
+
+struct kvmas_internal {
+	const char *name;
+	unsigned int features;	/* what cannot work without it */
+	void *fn;		/* callable entry, NULL if refused */
+};
+
+static struct kvmas_internal kvmas_internals[KVMAS_I_COUNT] = {
+	[KVMAS_I_ENABLE_LOG_DIRTY] = { "kvm_arch_mmu_enable_log_dirty_pt_masked",
+				       KVMAS_FEAT_RING_RESET },
+};
+
+bool kvmas_route_livepatch(void)
+{
+	return false;
+}
+
+bool kvmas_route_kallsyms(void)
+{
+	return true;
+}
+
+/* A kprobe reports where a probe on @name would sit; nothing is left armed. */
+static unsigned long kvmas_kprobe_lookup(const char *name)
+{
+	struct kprobe kp = { .symbol_name = name };
+	unsigned long addr;
+
+	if (register_kprobe(&kp))
+		return 0;
+	addr = (unsigned long)kp.addr;
+	unregister_kprobe(&kp);
+	return addr;
+}
+
+/* True if @addr is exactly the start of a symbol (offset 0). */
+static bool __maybe_unused kvmas_is_symbol_start(unsigned long addr)
+{
+	char buf[KSYM_SYMBOL_LEN];
+
+	sprint_symbol(buf, addr);
+	return strstr(buf, "+0x0/") != NULL;
+}
+
+/*
+ * Returns the entry to call for a function whose probe address is @addr,
+ * or NULL with @why set if an indirect call there would not be accepted.
+ */
+static void *kvmas_landing_pad(unsigned long addr, const char **why)
+{
+	u32 insn;
+
+#if defined(CONFIG_X86_KERNEL_IBT)
+	/*
+	 * kprobes skip a live ENDBR64, so a callable function's probe sits 4
+	 * bytes past its start. An ENDBR sealed at boot (objtool: address
+	 * never taken) reads as a NOP and the probe sits at the start.
+	 */
+	if (copy_from_kernel_nofault(&insn, (void *)(addr - 4), sizeof(insn)) ||
+	    !is_endbr(insn) || !kvmas_is_symbol_start(addr - 4)) {
+		*why = "no live ENDBR64 (sealed or never emitted)";
+		return NULL;
+	}
+	return (void *)(addr - 4);
+#elif defined(CONFIG_ARM64_BTI_KERNEL)
+	if (copy_from_kernel_nofault(&insn, (void *)addr, sizeof(insn)) ||
+	    !(insn == 0xd503245f || insn == 0xd50324df ||	/* BTI C, BTI JC */
+	      insn == 0xd503233f || insn == 0xd503237f)) {	/* PACIASP, PACIBSP */
+		*why = "no BTI landing pad";
+		return NULL;
+	}
+	return (void *)addr;
+#else
+	(void)insn;
+	if (!kvmas_is_symbol_start(addr)) {
+		*why = "probe address is not the function's start";
+		return NULL;
+	}
+	return (void *)addr;
+#endif
+}
+
+static unsigned int kvmas_kallsyms_resolve(void)
+{
+	unsigned int missing = 0, all = 0;
+	const char *why;
+	int i;
+
+	for (i = 0; i < KVMAS_I_COUNT; i++) {
+		struct kvmas_internal *in = &kvmas_internals[i];
+		unsigned long addr = kvmas_kprobe_lookup(in->name);
+
+		all |= in->features;
+		why = "symbol not found";
+		in->fn = addr ? kvmas_landing_pad(addr, &why) : NULL;
+		if (!in->fn) {
+			missing |= in->features;
+			pr_info("kallsyms route: %s unusable: %s\n", in->name, why);
+		}
+	}
+	return all & ~missing;
+}
+
+void kvmas_k_enable_log_dirty_pt_masked(struct kvm *kvm,
+					struct kvm_memory_slot *slot,
+					gfn_t gfn_offset, unsigned long mask)
+{
+	void (*fn)(struct kvm *, struct kvm_memory_slot *, gfn_t,
+		   unsigned long) = kvmas_internals[KVMAS_I_ENABLE_LOG_DIRTY].fn;
+
+	fn(kvm, slot, gfn_offset, mask);
+}
+#endif /* KVMAS_ROUTE_KALLSYMS */
+
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Re-protects the pages of one coalesced group of harvested ring entries,
+ * exactly as KVM's static kvm_reset_dirty_gfn() does, plus the mask == 0
+ * guard that 6.1 lacks (its final call always passes the pending mask, even
+ * an empty one, and __fls(0) is undefined). Caller holds kvm->slots_lock or
+ * kvm->srcu (the memslot lookup needs one of them).
+ */
+void kvmas_reset_dirty_gfn(struct kvm *kvm, u32 slot, u64 offset, u64 mask)
+{
+	struct kvm_memory_slot *memslot;
+	u32 as_id = slot >> 16, id = (u16)slot;
+
+	if (!mask || as_id >= kvmas_nr_as(kvm) || id >= KVM_USER_MEM_SLOTS)
+		return;
+	memslot = id_to_memslot(__kvm_memslots(kvm, as_id), id);
+	/* Userspace wrote slot/offset: never trust them. */
+	if (!memslot || offset >= memslot->npages ||
+	    offset + __fls(mask) >= memslot->npages)
+		return;
+
+	kvmas_mmu_write_lock(kvm);
+	kvmas_k_enable_log_dirty_pt_masked(kvm, memslot, offset, mask);
+	kvmas_mmu_write_unlock(kvm);
+}
+
+#ifdef KVMAS_ROUTE_LIVEPATCH
+/*
+ * Replacement for kvm_dirty_ring_reset(), installed by our livepatch.
+ *
+ * Stock walks from reset_index while entries carry RESET and never stops on
+ * its own: the flags live in memory the VMM can write, so a thread that keeps
+ * setting RESET ahead of the walker keeps KVM_RESET_DIRTY_RINGS spinning
+ * with slots_lock held, uninterruptibly (fixed upstream only in 2025).
+ *
+ * This version returns the same count as stock for every VMM that follows
+ * the documented protocol, and differs only for hostile input:
+ *  - at most ring->size entries per call: an honest ring never holds more
+ *    harvested-but-unreset entries than its size (a full ring stops the
+ *    vCPU), so one lap is exact for honest VMMs and a hard bound otherwise;
+ *  - it stops early on a fatal signal (the caller is dying; its return value
+ *    is moot), and reschedules between coalesced groups;
+ *  - it never re-protects an empty mask (see kvmas_reset_dirty_gfn()).
+ * Other signals do not cut it short: QEMU asserts the count it gets back
+ * equals what it harvested. The tracepoint kvm_dirty_ring_reset is not
+ * emitted (its symbol is internal to kvm.ko).
+ */
+static int kvmas_dirty_ring_reset(struct kvm *kvm, struct kvm_dirty_ring *ring)
+{
+	u32 cur_slot = 0, next_slot;
+	u64 cur_offset = 0, next_offset;
+	unsigned long mask = 0;
+	struct kvm_dirty_gfn *entry;
+	int count = 0;
+
+	while (count < ring->size) {
+		entry = &ring->dirty_gfns[ring->reset_index & (ring->size - 1)];
+		/*
+		 * Pairs with the VMM's store-release of RESET: the slot and
+		 * offset it harvested are visible once RESET is.
+		 */
+		if (!(smp_load_acquire(&entry->flags) & KVM_DIRTY_GFN_F_RESET))
+			break;
+		if (fatal_signal_pending(current))
+			break;
+		/* Userspace-owned memory: read each field exactly once. */
+		next_slot = READ_ONCE(entry->slot);
+		next_offset = READ_ONCE(entry->offset);
+		/*
+		 * Pairs with the VMM's load-acquire of flags before it reuses
+		 * the entry: the entry is free only after we are done with it.
+		 */
+		smp_store_release(&entry->flags, 0);
+		ring->reset_index++;
+		count++;
+
+		/* Coalesce neighbours into one 64-page mask, like stock. */
+		if (mask && next_slot == cur_slot) {
+			s64 delta = next_offset - cur_offset;
+
+			if (delta >= 0 && delta < BITS_PER_LONG) {
+				mask |= 1ull << delta;
+				continue;
+			}
+			if (delta > -BITS_PER_LONG && delta < 0 &&
+			    (mask << -delta >> -delta) == mask) {
+				cur_offset = next_offset;
+				mask = (mask << -delta) | 1;
+				continue;
+			}
+		}
+		kvmas_reset_dirty_gfn(kvm, cur_slot, cur_offset, mask);
+		cur_slot = next_slot;
+		cur_offset = next_offset;
+		mask = 1;
+		cond_resched();
+	}
+	kvmas_reset_dirty_gfn(kvm, cur_slot, cur_offset, mask);
+	return count;
+}
+
+static void kvmas_post_patch(struct klp_object *obj)
+{
+#ifdef KVMAS_TEST_MISSING_SYMBOL
+	if (READ_ONCE(kvmas_test_call_missing))
+		kvmas_test_no_such_kvm_function();
+#endif
+	/* Pairs with READ_ONCE() in kvmas_hardened_reset_active(). */
+	WRITE_ONCE(kvmas_hardened_active, true);
+	pr_info("hardened KVM_RESET_DIRTY_RINGS active (bounded, killable)\n");
+}
+
+static void kvmas_pre_unpatch(struct klp_object *obj)
+{
+	/* Waits for every in-flight user of an internal to finish. */
+	kvmas_set_features(0);
+	/* Pairs with READ_ONCE() in kvmas_hardened_reset_active(). */
+	WRITE_ONCE(kvmas_hardened_active, false);
+	pr_info("livepatch disabling: KVM internals withdrawn, rmmod possible once done\n");
+}
+
+static struct klp_func kvmas_klp_funcs[] = {
+	{
+		.old_name = "kvm_dirty_ring_reset",
+		.new_func = kvmas_dirty_ring_reset,
+	},
+	{ }
+};
+
+static struct klp_object kvmas_klp_objs[] = {
+	{
+		.name = "kvm",
+		.funcs = kvmas_klp_funcs,
+		.callbacks = {
+			.post_patch = kvmas_post_patch,
+			.pre_unpatch = kvmas_pre_unpatch,
+		},
+	},
+	{ }
+};
+
+static struct klp_patch kvmas_klp = {
+	.mod = THIS_MODULE,
+	.objs = kvmas_klp_objs,
+	.replace = false,
+};
+
+int kvmas_internals_init(void)
+{
+	int ret = klp_enable_patch(&kvmas_klp);
+
+	if (ret) {
+		pr_err("cannot enable the livepatch (%d)%s; refusing to load\n",
+		       ret, ret == -ENOENT || ret == -EINVAL ?
+		       ": this kvm lacks a function the module needs" : "");
+		return ret;
+	}
+	/* The .klp.rela.kvm relocations are applied: internals are callable. */
+	kvmas_set_features(KVMAS_FEAT_RING_RESET);
+	pr_info("KVM internals via livepatch relocations (direct calls, IBT-safe)\n");
+	return 0;
+}
+
+#else /* KVMAS_ROUTE_KALLSYMS */
+
+int kvmas_internals_init(void)
+{
+	unsigned int features = kvmas_kallsyms_resolve();
+
+	kvmas_set_features(features);
+	pr_info("KVM internals via kallsyms with landing-pad checks: features %#x\n",
+		features);
+	return 0;
+}
+#endif
+
+void kvmas_internals_exit(void)
+{
+	/*
+	 * Livepatch route: we only get here after the patch was disabled and
+	 * freed (it holds a module reference until then), and pre_unpatch has
+	 * withdrawn the features. Kallsyms route: nothing is left armed.
+	 */
+	kvmas_set_features(0);
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The internals layer: the only way the rest of the module reaches KVM
+ * functions that kvm.ko does not export. See internals.c for the routes.
+ */
+#ifndef KVMAS_INTERNALS_H
+#define KVMAS_INTERNALS_H
+
+#include <linux/kvm_host.h>
+
+/*
+ * Exactly one route is compiled into a build:
+ *  - livepatch (x86_64 with CONFIG_LIVEPATCH): direct calls, turned into
+ *    .klp.rela.kvm relocations after linking (tools/klp-convert); IBT-safe
+ *    by construction, nothing is ever called through a pointer;
+ *  - kallsyms (no livepatch: arm64 Debian, or the KVMAS_FORCE_KALLSYMS test
+ *    build): addresses from kprobes, called only after a landing-pad check.
+ */
+#if IS_ENABLED(CONFIG_LIVEPATCH) && !defined(KVMAS_FORCE_KALLSYMS)
+#define KVMAS_ROUTE_LIVEPATCH 1
+#else
+#define KVMAS_ROUTE_KALLSYMS 1
+#endif
+
+/* What a set of internals makes possible (reported as capabilities). */
+#define KVMAS_FEAT_RING_RESET		(1U << 0)
+#define KVMAS_FEAT_BATCH_COMMIT		(1U << 1)
+
+int kvmas_internals_init(void);
+void kvmas_internals_exit(void);
+
+/* Features usable right now (all their internals resolved and enabled). */
+unsigned int kvmas_internals_features(void);
+bool kvmas_route_livepatch(void);
+bool kvmas_route_kallsyms(void);
+bool kvmas_hardened_reset_active(void);
+
+/*
+ * Every use of an internal is bracketed: get fails (false) when the feature
+ * is not available, and put lets the livepatch be disabled only after every
+ * user has left.
+ */
+bool kvmas_internals_get(unsigned int feature);
+void kvmas_internals_put(void);
+
+/* The internals themselves, with KVM's own semantics and locking rules. */
+void kvmas_k_enable_log_dirty_pt_masked(struct kvm *kvm,
+					struct kvm_memory_slot *slot,
+					gfn_t gfn_offset, unsigned long mask);
+
+/* Shared by the hardened stock reset and our per-vCPU reset (issue 5). */
+void kvmas_reset_dirty_gfn(struct kvm *kvm, u32 slot, u64 offset, u64 mask);
+
+#endif /* KVMAS_INTERNALS_H */
