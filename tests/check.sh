@@ -48,6 +48,28 @@ host_suite() {
 	fi
 }
 
+# One boot of the current lane's kernel running one guest script; its TAP
+# is summarised under @label.
+boot_suites() {
+	local ko=$1 script=$2 label=$3 tcg=$4 rc=0 line f
+	local log=$out/logs/$label.log
+
+	say "$label: boot ($tcg-threaded TCG) and run $script"
+	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$out/payload" \
+		--cmd "./$script" --log "$log" --timeout "${KVMAS_TIMEOUT:-900}" \
+		--tcg-thread "$tcg" --quiet || rc=$?
+	# The TAP stream, not the boot noise, so CI logs read like kselftest.
+	grep -E '^(not )?ok |^# |^TAP|^1\.\.' "$log" | tr -d '\r' || true
+	line=$("$vm/tap-summary.sh" "$log" "$label") || rc=1
+	count "$line"
+	f=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
+	if [ "$rc" -ne 0 ]; then
+		failed=1
+		[ "${f:-0}" -gt 0 ] || count "$label-run: 0 passed, 1 failed"
+		echo "run $label failed (see $log)" >&2
+	fi
+}
+
 host_suite libkvmas make -s -C "$top/lib" test
 host_suite kvmas-cli make -s -C "$top/tools" test
 host_suite klp-convert make -s -C "$top/tools/klp-convert" test
@@ -66,22 +88,11 @@ for lane in $lanes; do
 		failed=1
 	fi
 
-	say "$ABI: boot and run suites"
-	log=$out/logs/$ABI.log
-	rc=0
-	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$out/payload" \
-		--cmd ./run-all.sh --log "$log" --timeout "${KVMAS_TIMEOUT:-900}" \
-		--quiet || rc=$?
-	# Show the TAP stream (not the boot noise) so CI logs read like kselftest.
-	grep -E '^(not )?ok |^# |^TAP|^1\.\.' "$log" | tr -d '\r' || true
-	line=$("$vm/tap-summary.sh" "$log" "$ABI") || rc=1
-	count "$line"
-	f=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")
-	if [ "$rc" -ne 0 ]; then
-		failed=1
-		[ "${f:-0}" -gt 0 ] || total_fail=$((total_fail + 1))
-		echo "run on $ABI failed (see $log)" >&2
-	fi
+	# Boot 1: every suite, single-threaded TCG (deterministic vCPU
+	# interleaving; see tests/vm/run.sh --tcg-thread).
+	boot_suites "$ko" run-all.sh "$ABI" single
+	# Boot 2: the races that need truly parallel vCPUs.
+	boot_suites "$ko" race-all.sh "$ABI-mttcg" multi
 done
 
 say "summary"

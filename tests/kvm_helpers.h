@@ -227,4 +227,96 @@ static inline int recv_fd(int sock)
 	return fd;
 }
 
+/* Module and livepatch control, for the suites that unload the module. */
+#include <sys/syscall.h>
+#include <time.h>
+
+#define MODNAME "kvm_atomic_slots"
+#define KLP_DIR "/sys/kernel/livepatch/" MODNAME
+
+static inline int mod_unload(void)
+{
+	return sys_ret(syscall(SYS_delete_module, MODNAME, O_NONBLOCK));
+}
+
+static inline int mod_load(void)
+{
+	const char *path = getenv("KVMAS_KO");
+	int fd, r;
+
+	if (!path)
+		return -ENOENT;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = sys_ret(syscall(SYS_finit_module, fd, "", 0));
+	close(fd);
+	return r;
+}
+
+static inline int dev_exists(void)
+{
+	return access(KVMAS_DEVICE_PATH, F_OK) == 0;
+}
+
+static inline int patch_present(void)
+{
+	return access(KLP_DIR, F_OK) == 0;
+}
+
+/*
+ * The documented unload step: disable the patch, wait for the transition
+ * and for the patch to be freed (its sysfs directory goes away). Returns
+ * the milliseconds it took, or -errno.
+ */
+static inline long patch_disable(void)
+{
+	struct timespec t0, t1;
+	int fd, i;
+
+	if (!patch_present())
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	fd = open(KLP_DIR "/enabled", O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, "0", 1) != 1) {
+		close(fd);
+		return -errno;
+	}
+	close(fd);
+	for (i = 0; i < 600 && patch_present(); i++)
+		usleep(50 * 1000);
+	if (patch_present())
+		return -ETIMEDOUT;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0.tv_sec) * 1000 +
+	       (t1.tv_nsec - t0.tv_nsec) / 1000000;
+}
+
+/* Waits (up to 30 s) for a livepatch transition in progress to finish. */
+static inline void patch_wait_settled(void)
+{
+	int i;
+
+	for (i = 0; i < 300; i++) {
+		long t = read_long_file(KLP_DIR "/transition");
+
+		if (t != 1)
+			return;
+		usleep(100 * 1000);
+	}
+}
+
+static inline int kvmas_cap(int cap)
+{
+	int dev = kvmas_dev_open(), v;
+
+	if (dev < 0)
+		return dev;
+	v = ioctl(dev, KVMAS_CHECK_EXTENSION, cap);
+	close(dev);
+	return v;
+}
+
 #endif /* KVMAS_TEST_HELPERS_H */

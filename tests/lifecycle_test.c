@@ -6,86 +6,8 @@
  * + reload cycles leave no trace. Runs last in a boot because it unloads the
  * module under test; the module file comes from $KVMAS_KO.
  */
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
-
 #include "kvm_helpers.h"
 #include "kselftest_harness.h"
-
-#define MODNAME "kvm_atomic_slots"
-#define KLP_DIR "/sys/kernel/livepatch/" MODNAME
-
-static int mod_unload(void)
-{
-	return sys_ret(syscall(SYS_delete_module, MODNAME, O_NONBLOCK));
-}
-
-static int mod_load(void)
-{
-	const char *path = getenv("KVMAS_KO");
-	int fd, r;
-
-	if (!path)
-		return -ENOENT;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	r = sys_ret(syscall(SYS_finit_module, fd, "", 0));
-	close(fd);
-	return r;
-}
-
-static int dev_exists(void)
-{
-	return access(KVMAS_DEVICE_PATH, F_OK) == 0;
-}
-
-static int patch_present(void)
-{
-	return access(KLP_DIR, F_OK) == 0;
-}
-
-/*
- * The documented unload step: disable the patch, wait for the transition
- * and for the patch to be freed (its sysfs directory goes away). Returns
- * the milliseconds it took, or -errno.
- */
-static long patch_disable(void)
-{
-	struct timespec t0, t1;
-	int fd, i;
-
-	if (!patch_present())
-		return 0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	fd = open(KLP_DIR "/enabled", O_WRONLY);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, "0", 1) != 1) {
-		close(fd);
-		return -errno;
-	}
-	close(fd);
-	for (i = 0; i < 600 && patch_present(); i++)
-		usleep(50 * 1000);
-	if (patch_present())
-		return -ETIMEDOUT;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (t1.tv_sec - t0.tv_sec) * 1000 +
-	       (t1.tv_nsec - t0.tv_nsec) / 1000000;
-}
-
-static int caps(int cap)
-{
-	int dev = kvmas_dev_open(), v;
-
-	if (dev < 0)
-		return dev;
-	v = ioctl(dev, KVMAS_CHECK_EXTENSION, cap);
-	close(dev);
-	return v;
-}
 
 TEST(patch_pins_module)
 {
@@ -93,7 +15,7 @@ TEST(patch_pins_module)
 		SKIP(return, "no livepatch route on this kernel");
 	EXPECT_EQ(-EWOULDBLOCK, mod_unload());
 	EXPECT_TRUE(dev_exists());
-	EXPECT_EQ(1, caps(KVMAS_CAP_ROUTE_LIVEPATCH));
+	EXPECT_EQ(1, kvmas_cap(KVMAS_CAP_ROUTE_LIVEPATCH));
 }
 
 TEST(rmmod_refused_while_session_open)

@@ -7,7 +7,7 @@
 export KVMAS_KO=${KVMAS_KO:-/kvmas/mod/kvm_atomic_slots.ko}
 export PATH="$PWD:$PATH"
 rc=0
-for t in session_test tools_test lifecycle_test; do
+for t in session_test tools_test ring_test lifecycle_test; do
 	echo "# suite: $t"
 	"./$t" || rc=1
 done

@@ -1,0 +1,13 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# The race suite, for a boot with multi-threaded TCG (see race_test.c).
+export KVMAS_KO=${KVMAS_KO:-/kvmas/mod/kvm_atomic_slots.ko}
+./vmholder &
+holder=$!
+sleep 1
+echo "# suite: race_test"
+./race_test
+rc=$?
+kill "$holder"
+exit $rc

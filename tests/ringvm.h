@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A dirty-ring VM for tests: each vCPU runs a flat 32-bit loop that writes
+ * one dword into each page of its own stripe of a dirty-logged data slot,
+ * then HLTs (an exit to userspace, no in-kernel irqchip). Every pass dirties
+ * exactly the stripe's pages, so the ring entries a pass produces are known.
+ */
+#ifndef KVMAS_RINGVM_H
+#define KVMAS_RINGVM_H
+
+#include <stdint.h>
+#include <linux/kvm.h>
+
+#define RV_MAX_VCPUS	4
+#define RV_DATA_SLOT	1
+#define RV_DATA_GPA	0x100000ULL
+
+struct ringvm {
+	int vm;
+	int nr_vcpus;
+	int vcpu[RV_MAX_VCPUS];
+	struct kvm_run *run[RV_MAX_VCPUS];
+	struct kvm_dirty_gfn *ring[RV_MAX_VCPUS];
+	uint32_t fetch[RV_MAX_VCPUS];	/* the VMM's harvest index per ring */
+	uint32_t ring_entries;
+	size_t run_size;
+	uint8_t *base;
+	uint8_t *data;
+	uint32_t pages_per_vcpu;
+	int acq_rel;			/* KVM_CAP_DIRTY_LOG_RING_ACQ_REL in use */
+};
+
+/* Creates the VM with rings of @ring_entries, @pages per vCPU stripe. */
+int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
+	      uint32_t pages);
+void rv_destroy(struct ringvm *r);
+
+/*
+ * Runs vCPU @i until its pass ends in HLT. Returns 0, or the KVM exit
+ * reason (> 0) if it stopped for something else (e.g. ring full), or -errno.
+ */
+int rv_run_pass(struct ringvm *r, int i);
+
+/*
+ * The VMM side done right: from the fetch index, acquire-load each entry's
+ * flags, stop at the first not DIRTY, record (slot, offset) into @offs (if
+ * not NULL, up to @max), store-release RESET. Returns entries harvested.
+ */
+uint32_t rv_harvest(struct ringvm *r, int i, uint64_t *offs, uint32_t max);
+
+/* Stock KVM_RESET_DIRTY_RINGS: returns its count or -errno. */
+int rv_reset_all(struct ringvm *r);
+
+#endif /* KVMAS_RINGVM_H */
