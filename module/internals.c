@@ -129,6 +129,8 @@ void kvmas_k_enable_log_dirty_pt_masked(struct kvm *kvm,
 
 enum {
 	KVMAS_I_ENABLE_LOG_DIRTY,
+	KVMAS_I_SWAP_ACTIVE_MEMSLOTS,
+	KVMAS_I_REPLACE_MEMSLOT,
 	KVMAS_I_COUNT
 };
 
@@ -141,6 +143,11 @@ struct kvmas_internal {
 static struct kvmas_internal kvmas_internals[KVMAS_I_COUNT] = {
 	[KVMAS_I_ENABLE_LOG_DIRTY] = { "kvm_arch_mmu_enable_log_dirty_pt_masked",
 				       KVMAS_FEAT_RING_RESET },
+	/* Static in kvm_main.c, kept as local symbols: never an ENDBR. */
+	[KVMAS_I_SWAP_ACTIVE_MEMSLOTS] = { "kvm_swap_active_memslots",
+					   KVMAS_FEAT_BATCH_COMMIT },
+	[KVMAS_I_REPLACE_MEMSLOT] = { "kvm_replace_memslot",
+				      KVMAS_FEAT_BATCH_COMMIT },
 };
 
 bool kvmas_route_livepatch(void)
@@ -229,6 +236,9 @@ static unsigned int kvmas_kallsyms_resolve(void)
 		if (!in->fn) {
 			missing |= in->features;
 			pr_info("kallsyms route: %s unusable: %s\n", in->name, why);
+		} else {
+			pr_info("kallsyms route: %s callable at %pS\n", in->name,
+				in->fn);
 		}
 	}
 	return all & ~missing;

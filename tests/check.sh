@@ -55,8 +55,8 @@ boot_suites() {
 	local log=$out/logs/$label.log
 
 	say "$label: boot ($tcg-threaded TCG) and run $script"
-	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$out/payload" \
-		--cmd "./$script" --log "$log" --timeout "${KVMAS_TIMEOUT:-900}" \
+	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$payload" \
+		--cmd "$script" --log "$log" --timeout "${KVMAS_TIMEOUT:-900}" \
 		--tcg-thread "$tcg" --quiet || rc=$?
 	# The TAP stream, not the boot noise, so CI logs read like kselftest.
 	grep -E '^(not )?ok |^# |^TAP|^1\.\.' "$log" | tr -d '\r' || true
@@ -82,6 +82,22 @@ for lane in $lanes; do
 		failed=1
 		continue
 	fi
+	host_suite "$ABI-static" "$top/tests/static-check.sh" "$ko"
+	# Test builds the guest loads in place of the real module, in a
+	# payload of this lane's own (variants_test.c).
+	payload=$out/$ABI/payload
+	rm -rf "$payload"
+	cp -r "$out/payload" "$payload"
+	for v in kallsyms:KVMAS_FORCE_KALLSYMS missing:KVMAS_TEST_MISSING_SYMBOL; do
+		if vko=$(KVMAS_EXTRA_CFLAGS=-D${v#*:} build_module "$ABI" "$KDIR" "-${v%%:*}" | tail -n 1); then
+			cp "$vko" "$payload/kvm_atomic_slots-${v%%:*}.ko"
+		else
+			count "$ABI-build-${v%%:*}: 0 passed, 1 failed"
+			failed=1
+		fi
+	done
+	ibt=0
+	grep -qs '^CONFIG_X86_KERNEL_IBT=y' "$KDIR/.config" && ibt=1
 	say "$ABI: dkms build"
 	if ! dkms_build "$ABI" "$KDIR"; then
 		count "$ABI-dkms: 0 passed, 1 failed"
@@ -90,9 +106,9 @@ for lane in $lanes; do
 
 	# Boot 1: every suite, single-threaded TCG (deterministic vCPU
 	# interleaving; see tests/vm/run.sh --tcg-thread).
-	boot_suites "$ko" run-all.sh "$ABI" single
+	boot_suites "$ko" "KVMAS_KERNEL_IBT=$ibt ./run-all.sh" "$ABI" single
 	# Boot 2: the races that need truly parallel vCPUs.
-	boot_suites "$ko" race-all.sh "$ABI-mttcg" multi
+	boot_suites "$ko" ./race-all.sh "$ABI-mttcg" multi
 done
 
 say "summary"

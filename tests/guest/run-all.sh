@@ -3,11 +3,12 @@
 #
 # Runs inside the booted test kernel (busybox sh, cwd = the payload dir).
 # Each suite prints TAP; the exit status is non-zero if any suite failed.
-# lifecycle_test unloads and reloads the module, so it runs last.
+# lifecycle_test and variants_test unload and reload the module, so they
+# run last. Test builds of the module (variants) sit in the payload.
 export KVMAS_KO=${KVMAS_KO:-/kvmas/mod/kvm_atomic_slots.ko}
 export PATH="$PWD:$PATH"
 rc=0
-for t in session_test tools_test ring_test lifecycle_test; do
+for t in session_test tools_test ring_test lifecycle_test variants_test; do
 	echo "# suite: $t"
 	"./$t" || rc=1
 done
