@@ -122,4 +122,18 @@ TEST(kallsyms_route_checks_landing_pads)
 	EXPECT_TRUE(patch_present());
 }
 
+/* The operator's unload command does the whole livepatch sequence. */
+TEST(cli_unload)
+{
+	int st;
+
+	ASSERT_TRUE(patch_present());
+	st = system("./kvmas unload");
+	EXPECT_EQ(0, st);
+	EXPECT_FALSE(patch_present());
+	EXPECT_NE(0, access("/sys/module/" MODNAME, F_OK));
+	ASSERT_EQ(0, mod_load());
+	EXPECT_TRUE(dev_exists());
+}
+
 TEST_HARNESS_MAIN

@@ -13,7 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <linux/netlink.h>
 #include <netlink/netlink.h>
@@ -580,6 +584,48 @@ static int cmd_monitor(int argc, char **argv)
 
 static int cmd_help(int argc, char **argv);
 
+#define KVMAS_MODNAME "kvm_atomic_slots"
+#define KVMAS_KLP_DIR "/sys/kernel/livepatch/" KVMAS_MODNAME
+
+/*
+ * The unload sequence of a livepatch module: disable the patch, wait for its
+ * transition to finish and the patch to be freed, then remove the module.
+ */
+static int cmd_unload(int argc, char **argv)
+{
+	struct timespec t = { .tv_nsec = 50 * 1000 * 1000 };
+	int fd, i;
+
+	if (argc)
+		return usage_error("unexpected argument", argv[0]);
+	if (access(KVMAS_KLP_DIR, F_OK) == 0) {
+		fd = open(KVMAS_KLP_DIR "/enabled", O_WRONLY);
+		if (fd < 0 || write(fd, "0", 1) != 1) {
+			fprintf(stderr, "kvmas: cannot disable the livepatch: %s\n",
+				strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return 1;
+		}
+		close(fd);
+		/* A task running a patched function delays the transition. */
+		for (i = 0; i < 1200 && access(KVMAS_KLP_DIR, F_OK) == 0; i++)
+			nanosleep(&t, NULL);
+		if (access(KVMAS_KLP_DIR, F_OK) == 0) {
+			fprintf(stderr, "kvmas: livepatch transition still running after 60 s "
+				"(see %s/transition)\n", KVMAS_KLP_DIR);
+			return 1;
+		}
+	}
+	if (syscall(SYS_delete_module, KVMAS_MODNAME, O_NONBLOCK)) {
+		fprintf(stderr, "kvmas: cannot remove %s: %s%s\n", KVMAS_MODNAME,
+			strerror(errno), errno == EWOULDBLOCK ?
+			" (sessions still open: close the VMMs using it)" : "");
+		return 1;
+	}
+	return 0;
+}
+
 static const struct cmd cmds[] = {
 	{ "caps", "", "API version and capabilities (device ioctls)",
 	  cmd_caps },
@@ -588,6 +634,8 @@ static const struct cmd cmds[] = {
 	  cmd_sessions },
 	{ "monitor", "[--count N]",
 	  "print attach/detach events; stop after N", cmd_monitor },
+	{ "unload", "", "disable the livepatch, wait, remove the module",
+	  cmd_unload },
 	{ "help", "", "this text", cmd_help },
 };
 
