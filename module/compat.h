@@ -34,6 +34,18 @@
 #define kvmas_ring_with_bitmap(kvm)	false
 #endif
 
+/*
+ * 6.12 counts dirty-logging slots for x86's eager page splitting; 6.1 has
+ * no counter. Updated under slots_lock, like kvm_commit_memory_region().
+ */
+#ifdef KVMAS_HAVE_NR_MEMSLOTS_DIRTY_LOGGING
+#define kvmas_dirty_logging_add(kvm, d)					\
+	atomic_set(&(kvm)->nr_memslots_dirty_logging,			\
+		   atomic_read(&(kvm)->nr_memslots_dirty_logging) + (d))
+#else
+#define kvmas_dirty_logging_add(kvm, d)	do { } while (0)
+#endif
+
 /* mmu_lock is an rwlock where KVM says so (x86, arm64), a spinlock elsewhere. */
 #ifdef KVM_HAVE_MMU_RWLOCK
 #define kvmas_mmu_write_lock(kvm)	write_lock(&(kvm)->mmu_lock)

@@ -99,6 +99,24 @@ extern void kvm_arch_mmu_enable_log_dirty_pt_masked(struct kvm *kvm,
 						    gfn_t gfn_offset,
 						    unsigned long mask) __weak;
 
+extern int kvm_arch_prepare_memory_region(struct kvm *kvm,
+					  const struct kvm_memory_slot *old,
+					  struct kvm_memory_slot *new,
+					  enum kvm_mr_change change) __weak;
+extern void kvm_arch_commit_memory_region(struct kvm *kvm,
+					  struct kvm_memory_slot *old,
+					  const struct kvm_memory_slot *new,
+					  enum kvm_mr_change change) __weak;
+extern void kvm_arch_flush_shadow_memslot(struct kvm *kvm,
+					  struct kvm_memory_slot *slot) __weak;
+extern void kvm_arch_guest_memory_reclaimed(struct kvm *kvm) __weak;
+extern void kvm_arch_free_memslot(struct kvm *kvm,
+				  struct kvm_memory_slot *slot) __weak;
+/* Static in kvm_main.c; Debian's builds keep them as local symbols. */
+extern void kvm_swap_active_memslots(struct kvm *kvm, int as_id) __weak;
+extern void kvm_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
+				struct kvm_memory_slot *new) __weak;
+
 #ifdef KVMAS_TEST_MISSING_SYMBOL
 /* Test build: a symbol kvm.ko does not have; klp_enable_patch must fail. */
 extern void kvmas_test_no_such_kvm_function(void) __weak;
@@ -122,6 +140,47 @@ void kvmas_k_enable_log_dirty_pt_masked(struct kvm *kvm,
 	kvm_arch_mmu_enable_log_dirty_pt_masked(kvm, slot, gfn_offset, mask);
 }
 
+int kvmas_k_prepare_memory_region(struct kvm *kvm,
+				  const struct kvm_memory_slot *old,
+				  struct kvm_memory_slot *new,
+				  enum kvm_mr_change change)
+{
+	return kvm_arch_prepare_memory_region(kvm, old, new, change);
+}
+
+void kvmas_k_commit_memory_region(struct kvm *kvm, struct kvm_memory_slot *old,
+				  const struct kvm_memory_slot *new,
+				  enum kvm_mr_change change)
+{
+	kvm_arch_commit_memory_region(kvm, old, new, change);
+}
+
+void kvmas_k_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot)
+{
+	kvm_arch_flush_shadow_memslot(kvm, slot);
+}
+
+void kvmas_k_guest_memory_reclaimed(struct kvm *kvm)
+{
+	kvm_arch_guest_memory_reclaimed(kvm);
+}
+
+void kvmas_k_free_memslot(struct kvm *kvm, struct kvm_memory_slot *slot)
+{
+	kvm_arch_free_memslot(kvm, slot);
+}
+
+void kvmas_k_swap_active_memslots(struct kvm *kvm, int as_id)
+{
+	kvm_swap_active_memslots(kvm, as_id);
+}
+
+void kvmas_k_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
+			     struct kvm_memory_slot *new)
+{
+	kvm_replace_memslot(kvm, old, new);
+}
+
 #else /* KVMAS_ROUTE_KALLSYMS */
 #include <linux/kallsyms.h>
 #include <linux/kprobes.h>
@@ -131,6 +190,11 @@ enum {
 	KVMAS_I_ENABLE_LOG_DIRTY,
 	KVMAS_I_SWAP_ACTIVE_MEMSLOTS,
 	KVMAS_I_REPLACE_MEMSLOT,
+	KVMAS_I_PREPARE,
+	KVMAS_I_COMMIT,
+	KVMAS_I_FLUSH_SHADOW,
+	KVMAS_I_RECLAIMED,
+	KVMAS_I_FREE_MEMSLOT,
 	KVMAS_I_COUNT
 };
 
@@ -148,7 +212,21 @@ static struct kvmas_internal kvmas_internals[KVMAS_I_COUNT] = {
 					   KVMAS_FEAT_BATCH_COMMIT },
 	[KVMAS_I_REPLACE_MEMSLOT] = { "kvm_replace_memslot",
 				      KVMAS_FEAT_BATCH_COMMIT },
+	[KVMAS_I_PREPARE] = { "kvm_arch_prepare_memory_region",
+			      KVMAS_FEAT_BATCH_COMMIT },
+	[KVMAS_I_COMMIT] = { "kvm_arch_commit_memory_region",
+			     KVMAS_FEAT_BATCH_COMMIT },
+	[KVMAS_I_FLUSH_SHADOW] = { "kvm_arch_flush_shadow_memslot",
+				   KVMAS_FEAT_BATCH_COMMIT },
+	[KVMAS_I_RECLAIMED] = { "kvm_arch_guest_memory_reclaimed",
+				KVMAS_FEAT_BATCH_COMMIT },
+	[KVMAS_I_FREE_MEMSLOT] = { "kvm_arch_free_memslot",
+				   KVMAS_FEAT_BATCH_COMMIT },
 };
+
+/* Calls internal @i with the prototype of KVM's function @proto. */
+#define KVMAS_KCALL(i, proto, ...) \
+	((typeof(&proto))kvmas_internals[i].fn)(__VA_ARGS__)
 
 bool kvmas_route_livepatch(void)
 {
@@ -248,10 +326,59 @@ void kvmas_k_enable_log_dirty_pt_masked(struct kvm *kvm,
 					struct kvm_memory_slot *slot,
 					gfn_t gfn_offset, unsigned long mask)
 {
-	void (*fn)(struct kvm *, struct kvm_memory_slot *, gfn_t,
-		   unsigned long) = kvmas_internals[KVMAS_I_ENABLE_LOG_DIRTY].fn;
+	KVMAS_KCALL(KVMAS_I_ENABLE_LOG_DIRTY,
+		    kvm_arch_mmu_enable_log_dirty_pt_masked, kvm, slot,
+		    gfn_offset, mask);
+}
 
-	fn(kvm, slot, gfn_offset, mask);
+int kvmas_k_prepare_memory_region(struct kvm *kvm,
+				  const struct kvm_memory_slot *old,
+				  struct kvm_memory_slot *new,
+				  enum kvm_mr_change change)
+{
+	return KVMAS_KCALL(KVMAS_I_PREPARE, kvm_arch_prepare_memory_region,
+			   kvm, old, new, change);
+}
+
+void kvmas_k_commit_memory_region(struct kvm *kvm, struct kvm_memory_slot *old,
+				  const struct kvm_memory_slot *new,
+				  enum kvm_mr_change change)
+{
+	KVMAS_KCALL(KVMAS_I_COMMIT, kvm_arch_commit_memory_region, kvm, old,
+		    new, change);
+}
+
+void kvmas_k_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot)
+{
+	KVMAS_KCALL(KVMAS_I_FLUSH_SHADOW, kvm_arch_flush_shadow_memslot, kvm,
+		    slot);
+}
+
+void kvmas_k_guest_memory_reclaimed(struct kvm *kvm)
+{
+	KVMAS_KCALL(KVMAS_I_RECLAIMED, kvm_arch_guest_memory_reclaimed, kvm);
+}
+
+void kvmas_k_free_memslot(struct kvm *kvm, struct kvm_memory_slot *slot)
+{
+	KVMAS_KCALL(KVMAS_I_FREE_MEMSLOT, kvm_arch_free_memslot, kvm, slot);
+}
+
+/* KVM's static helpers, with their prototypes from kvm_main.c. */
+void kvm_swap_active_memslots(struct kvm *kvm, int as_id);
+void kvm_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
+			 struct kvm_memory_slot *new);
+
+void kvmas_k_swap_active_memslots(struct kvm *kvm, int as_id)
+{
+	KVMAS_KCALL(KVMAS_I_SWAP_ACTIVE_MEMSLOTS, kvm_swap_active_memslots, kvm,
+		    as_id);
+}
+
+void kvmas_k_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
+			     struct kvm_memory_slot *new)
+{
+	KVMAS_KCALL(KVMAS_I_REPLACE_MEMSLOT, kvm_replace_memslot, kvm, old, new);
 }
 #endif /* KVMAS_ROUTE_KALLSYMS */
 
@@ -414,7 +541,7 @@ int kvmas_internals_init(void)
 		return ret;
 	}
 	/* The .klp.rela.kvm relocations are applied: internals are callable. */
-	kvmas_set_features(KVMAS_FEAT_RING_RESET);
+	kvmas_set_features(KVMAS_FEAT_RING_RESET | KVMAS_FEAT_BATCH_COMMIT);
 	pr_info("KVM internals via livepatch relocations (direct calls, IBT-safe)\n");
 	return 0;
 }

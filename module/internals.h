@@ -48,6 +48,22 @@ void kvmas_k_enable_log_dirty_pt_masked(struct kvm *kvm,
 					struct kvm_memory_slot *slot,
 					gfn_t gfn_offset, unsigned long mask);
 
+int kvmas_k_prepare_memory_region(struct kvm *kvm,
+				  const struct kvm_memory_slot *old,
+				  struct kvm_memory_slot *new,
+				  enum kvm_mr_change change);
+void kvmas_k_commit_memory_region(struct kvm *kvm, struct kvm_memory_slot *old,
+				  const struct kvm_memory_slot *new,
+				  enum kvm_mr_change change);
+void kvmas_k_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot);
+void kvmas_k_guest_memory_reclaimed(struct kvm *kvm);
+void kvmas_k_free_memslot(struct kvm *kvm, struct kvm_memory_slot *slot);
+/* Caller holds slots_lock and slots_arch_lock; returns with the latter released. */
+void kvmas_k_swap_active_memslots(struct kvm *kvm, int as_id);
+/* Edits the inactive set of new's (or old's) address space. */
+void kvmas_k_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
+			     struct kvm_memory_slot *new);
+
 /* Shared by the hardened stock reset and our per-vCPU reset (issue 5). */
 void kvmas_reset_dirty_gfn(struct kvm *kvm, u32 slot, u64 offset, u64 mask);
 

@@ -47,6 +47,10 @@ int kvmas_attach_vm(struct kvmas_session *s, struct kvmas_attach_vm *cmd);
 int kvmas_get_vm_info(struct kvmas_session *s, struct kvmas_vm_info *cmd);
 int kvmas_get_layout(struct kvmas_session *s, struct kvmas_layout *cmd);
 void kvmas_session_vm_name(struct kvmas_session *s, char *buf, size_t len);
+struct kvm *kvmas_session_vm(struct kvmas_session *s, int *err);
+
+/* batch.c */
+int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd);
 
 /* netlink.c */
 int kvmas_netlink_init(void);

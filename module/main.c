@@ -24,6 +24,7 @@ union kvmas_cmd_buffer {
 	struct kvmas_attach_vm attach;
 	struct kvmas_vm_info info;
 	struct kvmas_layout layout;
+	struct kvmas_commit_batch batch;
 };
 
 struct kvmas_ioctl_op {
@@ -31,6 +32,8 @@ struct kvmas_ioctl_op {
 	unsigned int min_size;
 	/* Copy the struct back even on -E2BIG (it carries the needed size). */
 	bool respond_on_e2big;
+	/* Copy the struct back on any error (it names the failing op). */
+	bool respond_on_error;
 };
 
 static int kvmas_cap_value(unsigned int cap)
@@ -49,6 +52,10 @@ static int kvmas_cap_value(unsigned int cap)
 		return kvmas_route_kallsyms() && kvmas_internals_features();
 	case KVMAS_CAP_HARDENED_RING_RESET:
 		return kvmas_hardened_reset_active();
+	case KVMAS_CAP_BATCH_COMMIT:
+		return !!(kvmas_internals_features() & KVMAS_FEAT_BATCH_COMMIT);
+	case KVMAS_CAP_MAX_BATCH_OPS:
+		return KVMAS_MAX_BATCH_OPS;
 	default:
 		return 0;
 	}
@@ -85,6 +92,11 @@ static const struct kvmas_ioctl_op kvmas_ops[] = {
 	KVMAS_OP(KVMAS_CMD_ATTACH_VM, kvmas_attach_vm, __reserved, false),
 	KVMAS_OP(KVMAS_CMD_GET_VM_INFO, kvmas_vm_info, guest_pages, false),
 	KVMAS_OP(KVMAS_CMD_GET_LAYOUT, kvmas_layout, generation, true),
+	[KVMAS_CMD_COMMIT_BATCH] = {
+		.size = sizeof(struct kvmas_commit_batch),
+		.min_size = offsetofend(struct kvmas_commit_batch, __reserved),
+		.respond_on_error = true,
+	},
 };
 
 /*
@@ -103,6 +115,8 @@ static int kvmas_execute(struct kvmas_session *s, unsigned int nr,
 		return kvmas_get_vm_info(s, &buf->info);
 	case KVMAS_CMD_GET_LAYOUT:
 		return kvmas_get_layout(s, &buf->layout);
+	case KVMAS_CMD_COMMIT_BATCH:
+		return kvmas_commit_batch(s, &buf->batch);
 	}
 	return -ENOTTY;
 }
@@ -129,7 +143,8 @@ static long kvmas_struct_ioctl(struct kvmas_session *s, unsigned int nr,
 		return ret;
 
 	ret = kvmas_execute(s, nr, &buf);
-	if (ret && !(ret == -E2BIG && op->respond_on_e2big))
+	if (ret && !(ret == -E2BIG && op->respond_on_e2big) &&
+	    !op->respond_on_error)
 		return ret;
 
 	/* The caller's size stays as it was: only known fields go back. */

@@ -78,7 +78,7 @@ void kvmas_session_free(struct kvmas_session *s)
  * The VM gate every VM command passes, mirroring kvm_vm_ioctl(): only the
  * VM's own process may act on it, and never on a VM KVM declared dead.
  */
-static struct kvm *kvmas_session_vm(struct kvmas_session *s, int *err)
+struct kvm *kvmas_session_vm(struct kvmas_session *s, int *err)
 {
 	/* Pairs with smp_store_release() in kvmas_attach_vm(). */
 	struct kvm *kvm = smp_load_acquire(&s->kvm);
@@ -306,6 +306,16 @@ int kvmas_get_layout(struct kvmas_session *s, struct kvmas_layout *cmd)
 	}
 
 	memset(cmd->generation, 0, sizeof(cmd->generation));
+	/*
+	 * slots_lock: never between the two swaps of a batch (whose first one
+	 * publishes INVALID stand-ins) nor between the address spaces of
+	 * anything; SRCU for the memslot pointers themselves.
+	 */
+	ret = mutex_lock_killable(&kvm->slots_lock);
+	if (ret) {
+		kvfree(buf);
+		return ret;
+	}
 	idx = srcu_read_lock(&kvm->srcu);
 	for (as = first_as; as <= last_as; as++) {
 		slots = __kvm_memslots(kvm, as);
@@ -324,6 +334,7 @@ int kvmas_get_layout(struct kvmas_session *s, struct kvmas_layout *cmd)
 		}
 	}
 	srcu_read_unlock(&kvm->srcu, idx);
+	mutex_unlock(&kvm->slots_lock);
 
 	ret = 0;
 	if (count > cmd->nr_entries) {

@@ -52,12 +52,13 @@ host_suite() {
 # is summarised under @label.
 boot_suites() {
 	local ko=$1 script=$2 label=$3 tcg=$4 rc=0 line f
-	local log=$out/logs/$label.log
+	local log=$out/logs/$label.log modprobe=()
 
+	[ -z "${5:-}" ] || modprobe=(--modprobe "$5")
 	say "$label: boot ($tcg-threaded TCG) and run $script"
 	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$payload" \
 		--cmd "$script" --log "$log" --timeout "${KVMAS_TIMEOUT:-900}" \
-		--tcg-thread "$tcg" --quiet || rc=$?
+		--tcg-thread "$tcg" "${modprobe[@]}" --quiet || rc=$?
 	# The TAP stream, not the boot noise, so CI logs read like kselftest.
 	grep -E '^(not )?ok |^# |^TAP|^1\.\.' "$log" | tr -d '\r' || true
 	line=$("$vm/tap-summary.sh" "$log" "$label") || rc=1
@@ -109,6 +110,9 @@ for lane in $lanes; do
 	boot_suites "$ko" "KVMAS_KERNEL_IBT=$ibt ./run-all.sh" "$ABI" single
 	# Boot 2: the races that need truly parallel vCPUs.
 	boot_suites "$ko" ./race-all.sh "$ABI-mttcg" multi
+	# Boot 3: batch commits under shadow paging (kvm_amd npt=0).
+	boot_suites "$ko" "KVMAS_HAMMER_ITERS=3000 ./batch_test" "$ABI-shadow" single \
+		"kvm_amd npt=0"
 done
 
 say "summary"

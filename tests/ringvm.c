@@ -90,7 +90,8 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 	if (r->vm < 0)
 		return -errno;
 	cap.cap = r->acq_rel ? KVM_CAP_DIRTY_LOG_RING_ACQ_REL : KVM_CAP_DIRTY_LOG_RING;
-	if (ioctl(r->vm, KVM_ENABLE_CAP, &cap))
+	/* No ring: dirty logging falls back to per-slot bitmaps. */
+	if (ring_entries && ioctl(r->vm, KVM_ENABLE_CAP, &cap))
 		return -errno;
 	r->nr_vcpus = nr_vcpus;
 	r->ring_entries = ring_entries;
@@ -127,9 +128,10 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 			return -errno;
 		r->run[i] = mmap(NULL, r->run_size, PROT_READ | PROT_WRITE,
 				 MAP_SHARED, r->vcpu[i], 0);
-		r->ring[i] = mmap(NULL, ring_entries * sizeof(struct kvm_dirty_gfn),
-				  PROT_READ | PROT_WRITE, MAP_SHARED, r->vcpu[i],
-				  KVM_DIRTY_LOG_PAGE_OFFSET * psz);
+		if (ring_entries)
+			r->ring[i] = mmap(NULL, ring_entries * sizeof(struct kvm_dirty_gfn),
+					  PROT_READ | PROT_WRITE, MAP_SHARED, r->vcpu[i],
+					  KVM_DIRTY_LOG_PAGE_OFFSET * psz);
 		if (r->run[i] == MAP_FAILED || r->ring[i] == MAP_FAILED)
 			return -errno;
 		err = setup_regs(r->vcpu[i], RV_CODE_GPA(i));

@@ -30,7 +30,10 @@ struct ringvm {
 	int acq_rel;			/* KVM_CAP_DIRTY_LOG_RING_ACQ_REL in use */
 };
 
-/* Creates the VM with rings of @ring_entries, @pages per vCPU stripe. */
+/*
+ * Creates the VM with rings of @ring_entries (0: no ring, dirty bitmaps),
+ * @pages per vCPU stripe.
+ */
 int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 	      uint32_t pages);
 void rv_destroy(struct ringvm *r);

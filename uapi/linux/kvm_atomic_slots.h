@@ -55,7 +55,8 @@ enum {
 	KVMAS_CMD_ATTACH_VM = 0x03,
 	KVMAS_CMD_GET_VM_INFO = 0x04,
 	KVMAS_CMD_GET_LAYOUT = 0x05,
-	/* 0x06..0x0f reserved for memslot batch commits (KVMAS_CAP_BATCH_COMMIT) */
+	KVMAS_CMD_COMMIT_BATCH = 0x06,
+	/* 0x07..0x0f reserved for memslot batch commits */
 	/* 0x10..0x1f reserved for dirty-ring reset (KVMAS_CAP_RING_RESET) */
 };
 
@@ -244,6 +245,104 @@ struct kvmas_layout {
 	__u64 generation[KVMAS_MAX_AS];
 };
 #define KVMAS_GET_LAYOUT _IO(KVMAS_TYPE, KVMAS_CMD_GET_LAYOUT)
+
+/*
+ * Batched memslot commits (KVMAS_CAP_BATCH_COMMIT)
+ * ------------------------------------------------
+ * KVMAS_COMMIT_BATCH applies a whole memory-layout change of one address
+ * space in one call, atomically for vCPUs:
+ *
+ *  - Validation first, nothing changed before it passes: every op is checked
+ *    at least as strictly as KVM_SET_USER_MEMORY_REGION would check it
+ *    (flags, alignment, slot id range, address space, sizes, overflow), and
+ *    overlaps are checked against the FINAL layout of the address space,
+ *    KVM-internal slots included, not against intermediate states. A failure
+ *    returns the errno and @error_index names the op (-1: not op-specific).
+ *  - Atomic for vCPUs: a guest-physical address mapped both before and after
+ *    the batch never appears unmapped to a vCPU. Removed and resized ranges
+ *    are first published as "invalid" (x86 vCPUs faulting there retry
+ *    instead of taking an MMIO exit), then the whole new layout is published
+ *    at once. vCPUs keep running; nobody is paused.
+ *  - Grace periods: one SRCU grace period if the batch only creates slots or
+ *    toggles dirty logging, two if it removes, moves or replaces any, for any
+ *    number of ops; the count is reported in @grace_periods.
+ *  - All-or-nothing: if preparing any op fails (e.g. -ENOMEM), everything is
+ *    rolled back and the layout is exactly as before.
+ *  - Dirty bits: when a slot with a dirty bitmap (dirty logging without the
+ *    ring) is deleted or replaced, the bits it holds at the commit point are
+ *    ORed into every slot created by the same batch that covers the same
+ *    guest pages with dirty logging on, and, if the op gives @dirty_bitmap,
+ *    copied there (one bit per page of the removed slot, like
+ *    KVM_GET_DIRTY_LOG, rounded up to 64 bits). No dirty page is lost.
+ *  - One address space per batch (x86: 0 normal, 1 SMM): each address space
+ *    is published by its own pointer in KVM; a batch naming two is refused
+ *    (EINVAL) rather than published non-atomically.
+ *  - At most one op per slot id per batch; at most KVMAS_MAX_BATCH_OPS ops
+ *    (EMSGSIZE beyond).
+ *  - Serialisation: a batch holds the VM's slots_lock from validation to the
+ *    end, like every stock memslot and dirty-log ioctl.
+ *  - guest_memfd slots are neither created nor touched (EOPNOTSUPP).
+ */
+#define KVMAS_MAX_BATCH_OPS 512
+
+enum kvmas_batch_op_kind {
+	KVMAS_OP_CREATE = 1,	/* new slot id: gpa, size, hva, flags */
+	KVMAS_OP_DELETE = 2,	/* existing slot id */
+	KVMAS_OP_MOVE = 3,	/* existing slot to a new gpa; same size/hva/flags */
+	KVMAS_OP_SET_FLAGS = 4,	/* toggle KVM_MEM_LOG_DIRTY_PAGES only */
+	KVMAS_OP_REPLACE = 5,	/* same id, any new gpa/size/hva/flags */
+};
+
+/*
+ * One op. @slot is the slot id (without the address-space bits), @as_id the
+ * address space. @flags are KVM_MEM_LOG_DIRTY_PAGES / KVM_MEM_READONLY.
+ * Fields an op does not use must be 0.
+ */
+struct kvmas_batch_op {
+	__u32 op;
+	__u32 slot;
+	__u32 as_id;
+	__u32 flags;
+	__u64 guest_phys_addr;
+	__u64 memory_size;
+	__u64 userspace_addr;
+	__u64 dirty_bitmap;	/* DELETE/REPLACE: user buffer for the old slot's bits, or 0 */
+	__u64 __reserved[2];
+};
+
+/* kvmas_commit_batch.flags */
+#define KVMAS_BATCH_VALIDATE_ONLY (1U << 0)	/* dry run: validate, change nothing */
+
+/*
+ * KVMAS_COMMIT_BATCH
+ * @size:          sizeof(struct kvmas_commit_batch)
+ * @flags:         KVMAS_BATCH_*
+ * @nr_ops:        number of ops, 1..KVMAS_MAX_BATCH_OPS
+ * @op_size:       sizeof(struct kvmas_batch_op) as the caller knows it
+ *                 (at least the first version's 64 bytes)
+ * @ops:           user pointer to the ops
+ * @error_index:   out: the op that made the batch fail, or -1
+ * @grace_periods: out: SRCU grace periods the commit waited for
+ * @dirty_pages:   out: dirty bits found in removed slots (handed back)
+ * @__reserved:    must be 0
+ * Errors: ENOTCONN/EPERM/EIO as every VM command; EOPNOTSUPP if the
+ * capability is absent; EINVAL, EEXIST (overlap in the final layout),
+ * ENOENT (no such slot), EOPNOTSUPP (guest_memfd), EMSGSIZE (too many ops),
+ * EFAULT (@ops or a dirty_bitmap buffer), ENOMEM or an arch error from
+ * preparing a slot (everything rolled back).
+ */
+struct kvmas_commit_batch {
+	__u32 size;
+	__u32 flags;
+	__u32 nr_ops;
+	__u32 op_size;
+	__u64 ops;
+	__s32 error_index;
+	__u32 grace_periods;
+	__u64 dirty_pages;
+	__u64 __reserved[2];
+};
+#define KVMAS_COMMIT_BATCH _IO(KVMAS_TYPE, KVMAS_CMD_COMMIT_BATCH)
 
 /*
  * Generic netlink family: statistics and events for operators (see

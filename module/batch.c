@@ -1,0 +1,659 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Batched memslot commits, atomic for vCPUs (uapi: KVMAS_COMMIT_BATCH).
+ *
+ * This is KVM's own memslot protocol (kvm_set_memslot()), batched, with the
+ * order of operations that keeps it safe for any number of ops:
+ *
+ *   validate every op against a simulated final layout (nothing touched)
+ *   allocate every object                              (may fail: nothing touched)
+ *   slots_arch_lock
+ *   if anything is removed/moved/replaced:
+ *     install INVALID copies of all of them, swap      (grace period 1)
+ *     flush their mappings, re-take slots_arch_lock, take back their arch data
+ *   prepare every op                                   (may fail: roll back, see below)
+ *   in the inactive set: all removals, then flag changes, then insertions
+ *   swap                                               (grace period 2, or 1)
+ *   replay the same on the other set, hand dirty bits over, commit, free
+ *
+ * A gfn seen by a vCPU is therefore mapped by the old slot, by its INVALID
+ * copy (x86 faults retry on it instead of exiting to userspace as MMIO), or
+ * by the new slot; never by nothing. Removals precede insertions in every
+ * set because two slots with the same base gfn in one set is a BUG() in
+ * kvm_insert_gfn_node(). The only failures after validation are allocation
+ * and kvm_arch_prepare_memory_region(); both come before anything new is
+ * published, and a failed prepare unwinds every earlier prepare and, if
+ * INVALID copies were published, swaps the old slots back.
+ *
+ * Everything runs under kvm->slots_lock, which also serialises the batch
+ * with stock memslot and dirty-log ioctls.
+ */
+#include <linux/bitmap.h>
+#include <linux/kvm_host.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+
+#include "internals.h"
+#include "kvmas.h"
+
+/* Kernel-side state of one op. */
+struct kvmas_bop {
+	struct kvmas_batch_op u;
+	struct kvm_memory_slot *old;	 /* slot the op changes (active set) */
+	struct kvm_memory_slot *new;	 /* object the op installs */
+	struct kvm_memory_slot *invalid; /* INVALID stand-in for a removed old */
+	unsigned long *handoff;		 /* copy of old's dirty bits for the user */
+	size_t handoff_bytes;		 /* size of the user's buffer */
+	bool prepared;
+	bool fresh_bitmap;		 /* new->dirty_bitmap allocated here */
+};
+
+static bool kvmas_op_removes(const struct kvmas_bop *b)
+{
+	return b->u.op == KVMAS_OP_DELETE || b->u.op == KVMAS_OP_MOVE ||
+	       b->u.op == KVMAS_OP_REPLACE;
+}
+
+static bool kvmas_op_inserts(const struct kvmas_bop *b)
+{
+	return b->u.op == KVMAS_OP_CREATE || b->u.op == KVMAS_OP_MOVE ||
+	       b->u.op == KVMAS_OP_REPLACE;
+}
+
+/* The checks __kvm_set_memory_region() makes on a region it installs. */
+static int kvmas_check_region(struct kvm *kvm, const struct kvmas_batch_op *u)
+{
+	u64 npages = u->memory_size >> PAGE_SHIFT;
+
+	if (u->flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))
+		return -EINVAL;
+#ifdef kvm_arch_has_readonly_mem
+	if ((u->flags & KVM_MEM_READONLY) && !kvm_arch_has_readonly_mem(kvm))
+		return -EINVAL;
+#endif
+	if (!u->memory_size || (u->memory_size & (PAGE_SIZE - 1)) ||
+	    u->memory_size != (unsigned long)u->memory_size)
+		return -EINVAL;
+	if (u->guest_phys_addr & (PAGE_SIZE - 1))
+		return -EINVAL;
+	if ((u->userspace_addr & (PAGE_SIZE - 1)) ||
+	    u->userspace_addr != untagged_addr(u->userspace_addr) ||
+	    !access_ok((void __user *)(unsigned long)u->userspace_addr,
+		       u->memory_size))
+		return -EINVAL;
+	if (u->guest_phys_addr + u->memory_size < u->guest_phys_addr)
+		return -EINVAL;
+	if (npages > KVM_MEM_MAX_NR_PAGES)
+		return -EINVAL;
+	return 0;
+}
+
+static bool kvmas_ranges_overlap(gfn_t a, u64 an, gfn_t b, u64 bn)
+{
+	return a < b + bn && b < a + an;
+}
+
+static bool kvmas_gmem(const struct kvm_memory_slot *slot)
+{
+#ifdef KVM_MEM_GUEST_MEMFD
+	return slot->flags & KVM_MEM_GUEST_MEMFD;
+#else
+	return false;
+#endif
+}
+
+/*
+ * Validates @b[0..n) against the active layout of their address space, as
+ * if applied in one step. Caller holds slots_lock. On error *@idx names the
+ * offending op.
+ */
+static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
+				unsigned long *seen, s32 *idx)
+{
+	struct kvm_memslot_iter iter;
+	struct kvm_memslots *slots;
+	u64 added = 0, removed = 0;
+	u32 as = b[0].u.as_id, i, j;
+	int r;
+
+	if (as >= kvmas_nr_as(kvm)) {
+		*idx = 0;
+		return -EINVAL;
+	}
+	slots = __kvm_memslots(kvm, as);
+
+	for (i = 0; i < n; i++) {
+		struct kvmas_batch_op *u = &b[i].u;
+		struct kvm_memory_slot *old;
+
+		*idx = i;
+		if (u->__reserved[0] || u->__reserved[1] || u->as_id != as ||
+		    u->slot >= KVM_USER_MEM_SLOTS)
+			return -EINVAL;
+		/* One op per slot id: no chains to reason about. */
+		if (__test_and_set_bit(u->slot, seen))
+			return -EINVAL;
+		old = id_to_memslot(slots, u->slot);
+		if (old && kvmas_gmem(old))
+			return -EOPNOTSUPP;
+		b[i].old = old;
+		if (u->dirty_bitmap && u->op != KVMAS_OP_DELETE &&
+		    u->op != KVMAS_OP_REPLACE)
+			return -EINVAL;
+		/*
+		 * Fault the hand-off buffer in now, zeroed (no bits if the
+		 * slot keeps no bitmap), before anything changes.
+		 */
+		if (u->dirty_bitmap && old) {
+			b[i].handoff_bytes = kvm_dirty_bitmap_bytes(old);
+			if (clear_user(u64_to_user_ptr(u->dirty_bitmap),
+				       b[i].handoff_bytes))
+				return -EFAULT;
+		}
+
+		switch (u->op) {
+		case KVMAS_OP_CREATE:
+			if (old)
+				return -EEXIST;
+			r = kvmas_check_region(kvm, u);
+			if (r)
+				return r;
+			added += u->memory_size >> PAGE_SHIFT;
+			break;
+		case KVMAS_OP_DELETE:
+			if (!old)
+				return -ENOENT;
+			if (u->flags || u->guest_phys_addr || u->memory_size ||
+			    u->userspace_addr)
+				return -EINVAL;
+			removed += old->npages;
+			break;
+		case KVMAS_OP_MOVE:
+			if (!old)
+				return -ENOENT;
+			/* KVM's rule: only the gpa may change in a move. */
+			if (u->memory_size != old->npages << PAGE_SHIFT ||
+			    u->userspace_addr != old->userspace_addr ||
+			    u->flags != (old->flags & ~KVM_MEMSLOT_INVALID) ||
+			    u->guest_phys_addr >> PAGE_SHIFT == old->base_gfn)
+				return -EINVAL;
+			r = kvmas_check_region(kvm, u);
+			if (r)
+				return r;
+			break;
+		case KVMAS_OP_SET_FLAGS:
+			if (!old)
+				return -ENOENT;
+			if (u->guest_phys_addr || u->memory_size ||
+			    u->userspace_addr ||
+			    ((u->flags ^ old->flags) & ~KVM_MEM_LOG_DIRTY_PAGES))
+				return -EINVAL;
+			break;
+		case KVMAS_OP_REPLACE:
+			if (!old)
+				return -ENOENT;
+			r = kvmas_check_region(kvm, u);
+			if (r)
+				return r;
+			removed += old->npages;
+			added += u->memory_size >> PAGE_SHIFT;
+			break;
+		default:
+			return -EINVAL;
+		}
+	}
+
+	if (kvm->nr_memslot_pages - removed + added <
+	    kvm->nr_memslot_pages - removed)
+		return -EINVAL;
+
+	/*
+	 * Overlaps in the final layout: each inserted range against every
+	 * slot that stays (internal slots included), then against the other
+	 * inserted ranges. Ranges of removed slots no longer count.
+	 */
+	for (i = 0; i < n; i++) {
+		gfn_t start = b[i].u.guest_phys_addr >> PAGE_SHIFT;
+		u64 np = b[i].u.memory_size >> PAGE_SHIFT;
+
+		if (!kvmas_op_inserts(&b[i]))
+			continue;
+		*idx = i;
+		kvm_for_each_memslot_in_gfn_range(&iter, slots, start,
+						  start + np) {
+			struct kvm_memory_slot *s = iter.slot;
+
+			if (s->id >= KVM_USER_MEM_SLOTS || !test_bit(s->id, seen))
+				return -EEXIST;
+			/* In the batch: it stays only if just its flags change. */
+			for (j = 0; j < n; j++)
+				if (b[j].old == s &&
+				    b[j].u.op == KVMAS_OP_SET_FLAGS)
+					return -EEXIST;
+		}
+		for (j = 0; j < i; j++) {
+			if (!kvmas_op_inserts(&b[j]))
+				continue;
+			if (kvmas_ranges_overlap(start, np,
+						 b[j].u.guest_phys_addr >> PAGE_SHIFT,
+						 b[j].u.memory_size >> PAGE_SHIFT))
+				return -EEXIST;
+		}
+	}
+	*idx = -1;
+	return 0;
+}
+
+static struct kvm_memory_slot *kvmas_slot_alloc(struct kvm_memory_slot *from)
+{
+	struct kvm_memory_slot *s = kzalloc(sizeof(*s), GFP_KERNEL_ACCOUNT);
+
+	/* What kvm_copy_memslot() copies: everything but the tree nodes. */
+	if (s && from) {
+		s->base_gfn = from->base_gfn;
+		s->npages = from->npages;
+		s->dirty_bitmap = from->dirty_bitmap;
+		s->arch = from->arch;
+		s->userspace_addr = from->userspace_addr;
+		s->flags = from->flags;
+		s->id = from->id;
+		s->as_id = from->as_id;
+	}
+	return s;
+}
+
+static int kvmas_batch_alloc(struct kvmas_bop *b, u32 n)
+{
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		struct kvmas_batch_op *u = &b[i].u;
+
+		if (u->op != KVMAS_OP_DELETE) {
+			b[i].new = kvmas_slot_alloc(b[i].old);
+			if (!b[i].new)
+				return -ENOMEM;
+			b[i].new->as_id = u->as_id;
+			b[i].new->id = u->slot;
+			b[i].new->flags = u->flags;
+			b[i].new->dirty_bitmap = NULL;
+			memset(&b[i].new->arch, 0, sizeof(b[i].new->arch));
+			if (u->op != KVMAS_OP_SET_FLAGS) {
+				b[i].new->base_gfn = u->guest_phys_addr >> PAGE_SHIFT;
+				b[i].new->npages = u->memory_size >> PAGE_SHIFT;
+				b[i].new->userspace_addr = u->userspace_addr;
+			}
+		}
+		if (kvmas_op_removes(&b[i])) {
+			b[i].invalid = kvmas_slot_alloc(b[i].old);
+			if (!b[i].invalid)
+				return -ENOMEM;
+			b[i].invalid->flags |= KVM_MEMSLOT_INVALID;
+		}
+		if (u->dirty_bitmap && b[i].old->dirty_bitmap) {
+			b[i].handoff = kvzalloc(b[i].handoff_bytes,
+						GFP_KERNEL_ACCOUNT);
+			if (!b[i].handoff)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static void kvmas_batch_free(struct kvmas_bop *b, u32 n)
+{
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		kfree(b[i].new);
+		kfree(b[i].invalid);
+		kvfree(b[i].handoff);
+	}
+}
+
+/* kvm_use_dirty_bitmap(): bitmaps unless the ring alone tracks dirtying. */
+static bool kvmas_use_dirty_bitmap(struct kvm *kvm)
+{
+	return !kvm->dirty_ring_size || kvmas_ring_with_bitmap(kvm);
+}
+
+/*
+ * kvm_prepare_memory_region() for an installed slot: the dirty bitmap as
+ * KVM would set it up, then the arch hook. KVM frees bitmaps with vfree()
+ * (6.12) or kvfree() (6.1), so they must come from vmalloc.
+ */
+static int kvmas_prepare_new(struct kvm *kvm, struct kvmas_bop *b,
+			     struct kvm_memory_slot *old,
+			     enum kvm_mr_change change)
+{
+	struct kvm_memory_slot *new = b->new;
+	int r;
+
+	if (!(new->flags & KVM_MEM_LOG_DIRTY_PAGES)) {
+		new->dirty_bitmap = NULL;
+	} else if (old && old->dirty_bitmap) {
+		new->dirty_bitmap = old->dirty_bitmap;
+	} else if (kvmas_use_dirty_bitmap(kvm)) {
+		new->dirty_bitmap = __vmalloc(2 * kvm_dirty_bitmap_bytes(new),
+					      GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+		if (!new->dirty_bitmap)
+			return -ENOMEM;
+		b->fresh_bitmap = true;
+		if (kvm_dirty_log_manual_protect_and_init_set(kvm))
+			bitmap_set(new->dirty_bitmap, 0, new->npages);
+	}
+	r = kvmas_k_prepare_memory_region(kvm, old, new, change);
+	if (r && b->fresh_bitmap) {
+		vfree(new->dirty_bitmap);
+		new->dirty_bitmap = NULL;
+		b->fresh_bitmap = false;
+	}
+	return r;
+}
+
+static int kvmas_prepare_one(struct kvm *kvm, struct kvmas_bop *b)
+{
+	int r;
+
+	switch (b->u.op) {
+	case KVMAS_OP_CREATE:
+		return kvmas_prepare_new(kvm, b, NULL, KVM_MR_CREATE);
+	case KVMAS_OP_DELETE:
+		return kvmas_k_prepare_memory_region(kvm, b->old, NULL,
+						     KVM_MR_DELETE);
+	case KVMAS_OP_MOVE:
+		return kvmas_prepare_new(kvm, b, b->old, KVM_MR_MOVE);
+	case KVMAS_OP_SET_FLAGS:
+		return kvmas_prepare_new(kvm, b, b->old, KVM_MR_FLAGS_ONLY);
+	case KVMAS_OP_REPLACE:
+		r = kvmas_k_prepare_memory_region(kvm, b->old, NULL,
+						  KVM_MR_DELETE);
+		return r ? r : kvmas_prepare_new(kvm, b, NULL, KVM_MR_CREATE);
+	}
+	return -EINVAL;
+}
+
+/* Undoes a successful kvmas_prepare_one(). */
+static void kvmas_unprepare_one(struct kvm *kvm, struct kvmas_bop *b)
+{
+	/*
+	 * CREATE-like installs own the arch data prepare allocated; a flags
+	 * change copied old's (x86) and must not free it.
+	 */
+	if (b->new && b->u.op != KVMAS_OP_SET_FLAGS)
+		kvmas_k_free_memslot(kvm, b->new);
+	if (b->fresh_bitmap) {
+		vfree(b->new->dirty_bitmap);
+		b->new->dirty_bitmap = NULL;
+		b->fresh_bitmap = false;
+	}
+}
+
+/*
+ * Dirty bits of a removed slot: ORed into every slot this batch installs
+ * over the same guest pages with a bitmap of its own, and copied for the
+ * user. Runs after the final swap and its grace period: no vCPU can reach
+ * @old or its INVALID copy any more, so its bitmap is final.
+ */
+static u64 kvmas_handoff_dirty(struct kvmas_bop *b, u32 n, struct kvmas_bop *rm)
+{
+	struct kvm_memory_slot *old = rm->old;
+	u64 count, gfn;
+	u32 j;
+
+	if (!old->dirty_bitmap || rm->u.op == KVMAS_OP_MOVE)
+		return 0;	/* a move keeps its bitmap with the slot */
+	count = bitmap_weight(old->dirty_bitmap, old->npages);
+	if (rm->handoff)
+		memcpy(rm->handoff, old->dirty_bitmap,
+		       kvm_dirty_bitmap_bytes(old));
+	if (!count)
+		return 0;
+	for (j = 0; j < n; j++) {
+		struct kvm_memory_slot *new = b[j].new;
+		gfn_t lo, hi;
+
+		if (!kvmas_op_inserts(&b[j]) || !new->dirty_bitmap ||
+		    new->dirty_bitmap == old->dirty_bitmap ||
+		    !kvmas_ranges_overlap(old->base_gfn, old->npages,
+					  new->base_gfn, new->npages))
+			continue;
+		lo = max(old->base_gfn, new->base_gfn);
+		hi = min(old->base_gfn + old->npages,
+			 new->base_gfn + new->npages);
+		/* The new slot is live: vCPUs may set bits concurrently. */
+		for (gfn = lo; gfn < hi; gfn++)
+			if (test_bit_le(gfn - old->base_gfn, old->dirty_bitmap))
+				set_bit_le(gfn - new->base_gfn, new->dirty_bitmap);
+	}
+	return count;
+}
+
+static void kvmas_count_logging(struct kvm *kvm,
+				const struct kvm_memory_slot *old,
+				const struct kvm_memory_slot *new)
+{
+	u32 o = old ? old->flags : 0, f = new ? new->flags : 0;
+
+	if ((o ^ f) & KVM_MEM_LOG_DIRTY_PAGES)
+		kvmas_dirty_logging_add(kvm, f & KVM_MEM_LOG_DIRTY_PAGES ? 1 : -1);
+}
+
+/* kvm_commit_memory_region() for a removed slot: arch commit, then free. */
+static void kvmas_commit_delete(struct kvm *kvm, struct kvm_memory_slot *old)
+{
+	kvm->nr_memslot_pages -= old->npages;
+	kvmas_count_logging(kvm, old, NULL);
+	kvmas_k_commit_memory_region(kvm, old, NULL, KVM_MR_DELETE);
+	if (old->dirty_bitmap)
+		kvfree(old->dirty_bitmap);
+	kvmas_k_free_memslot(kvm, old);
+	kfree(old);
+}
+
+static void kvmas_commit_create(struct kvm *kvm, struct kvm_memory_slot *new)
+{
+	kvm->nr_memslot_pages += new->npages;
+	kvmas_count_logging(kvm, NULL, new);
+	kvmas_k_commit_memory_region(kvm, NULL, new, KVM_MR_CREATE);
+}
+
+static void kvmas_commit_one(struct kvm *kvm, struct kvmas_bop *b)
+{
+	struct kvm_memory_slot *old = b->old, *new = b->new;
+
+	switch (b->u.op) {
+	case KVMAS_OP_CREATE:
+		kvmas_commit_create(kvm, new);
+		break;
+	case KVMAS_OP_DELETE:
+		kvmas_commit_delete(kvm, old);
+		break;
+	case KVMAS_OP_REPLACE:
+		kvmas_commit_delete(kvm, old);
+		kvmas_commit_create(kvm, new);
+		break;
+	case KVMAS_OP_MOVE:
+	case KVMAS_OP_SET_FLAGS:
+		kvmas_count_logging(kvm, old, new);
+		kvmas_k_commit_memory_region(kvm, old, new,
+					     b->u.op == KVMAS_OP_MOVE ?
+					     KVM_MR_MOVE : KVM_MR_FLAGS_ONLY);
+		/* x86 frees a moved slot's arch data in its commit hook. */
+		if (old->dirty_bitmap && !new->dirty_bitmap)
+			kvfree(old->dirty_bitmap);
+		kfree(old);
+		break;
+	}
+	/* Installed or freed now: nothing left for kvmas_batch_free(). */
+	b->new = NULL;
+	kfree(b->invalid);
+	b->invalid = NULL;
+}
+
+/* Applies one phase of changes to the inactive set: removals, flags, inserts. */
+static void kvmas_edit_inactive(struct kvm *kvm, struct kvmas_bop *b, u32 n,
+				bool replay)
+{
+	u32 i;
+
+	for (i = 0; i < n; i++)
+		if (kvmas_op_removes(&b[i]))
+			kvmas_k_replace_memslot(kvm, replay ? b[i].invalid :
+					       b[i].old, NULL);
+	for (i = 0; i < n; i++)
+		if (b[i].u.op == KVMAS_OP_SET_FLAGS)
+			kvmas_k_replace_memslot(kvm, b[i].old, b[i].new);
+	for (i = 0; i < n; i++)
+		if (kvmas_op_inserts(&b[i]))
+			kvmas_k_replace_memslot(kvm, NULL, b[i].new);
+}
+
+/*
+ * The commit proper. Caller holds slots_lock and has validated and
+ * allocated. Returns 0 or the error of a failed prepare (*@idx its op),
+ * with the layout unchanged.
+ */
+static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
+			     int as, s32 *idx, u32 *gps, u64 *dirty)
+{
+	bool removals = false;
+	u32 i;
+	int r = 0;
+
+	for (i = 0; i < n; i++)
+		removals |= kvmas_op_removes(&b[i]);
+
+	mutex_lock(&kvm->slots_arch_lock);
+	if (removals) {
+		for (i = 0; i < n; i++)
+			if (kvmas_op_removes(&b[i]))
+				kvmas_k_replace_memslot(kvm, b[i].old, b[i].invalid);
+		kvmas_k_swap_active_memslots(kvm, as);
+		(*gps)++;
+		/* vCPUs now see INVALID copies: unmap the old ranges. */
+		for (i = 0; i < n; i++)
+			if (kvmas_op_removes(&b[i]))
+				kvmas_k_flush_shadow_memslot(kvm, b[i].old);
+		kvmas_k_guest_memory_reclaimed(kvm);
+		mutex_lock(&kvm->slots_arch_lock);
+		/* Arch data may have been allocated through the copies meanwhile. */
+		for (i = 0; i < n; i++)
+			if (kvmas_op_removes(&b[i]))
+				b[i].old->arch = b[i].invalid->arch;
+	}
+
+	for (i = 0; i < n; i++) {
+		r = kvmas_prepare_one(kvm, &b[i]);
+		if (r) {
+			*idx = i;
+			goto unwind;
+		}
+		b[i].prepared = true;
+	}
+
+	kvmas_edit_inactive(kvm, b, n, false);
+	kvmas_k_swap_active_memslots(kvm, as);
+	(*gps)++;
+	kvmas_edit_inactive(kvm, b, n, removals);
+
+	for (i = 0; i < n; i++)
+		if (kvmas_op_removes(&b[i]))
+			*dirty += kvmas_handoff_dirty(b, n, &b[i]);
+	for (i = 0; i < n; i++)
+		kvmas_commit_one(kvm, &b[i]);
+	return 0;
+
+unwind:
+	while (i--)
+		if (b[i].prepared)
+			kvmas_unprepare_one(kvm, &b[i]);
+	if (removals) {
+		/* Publish the old slots again, then fix up the other set. */
+		kvmas_k_swap_active_memslots(kvm, as);
+		(*gps)++;
+		for (i = 0; i < n; i++)
+			if (kvmas_op_removes(&b[i]))
+				kvmas_k_replace_memslot(kvm, b[i].invalid, b[i].old);
+	} else {
+		mutex_unlock(&kvm->slots_arch_lock);
+	}
+	return r;
+}
+
+int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
+{
+	struct kvmas_bop *b = NULL;
+	unsigned long *seen = NULL;
+	struct kvm *kvm;
+	u32 i, n = cmd->nr_ops, gps = 0;
+	u64 dirty = 0;
+	s32 idx = -1;
+	int r;
+
+	cmd->error_index = -1;
+	cmd->grace_periods = 0;
+	cmd->dirty_pages = 0;
+	if ((cmd->flags & ~KVMAS_BATCH_VALIDATE_ONLY) || cmd->__reserved[0] ||
+	    cmd->__reserved[1] || !n ||
+	    cmd->op_size < offsetofend(struct kvmas_batch_op, __reserved))
+		return -EINVAL;
+	if (n > KVMAS_MAX_BATCH_OPS)
+		return -EMSGSIZE;
+	kvm = kvmas_session_vm(s, &r);
+	if (!kvm)
+		return r;
+	if (!kvmas_internals_get(KVMAS_FEAT_BATCH_COMMIT))
+		return -EOPNOTSUPP;
+
+	r = -ENOMEM;
+	b = kvcalloc(n, sizeof(*b), GFP_KERNEL_ACCOUNT);
+	seen = bitmap_zalloc(KVM_USER_MEM_SLOTS, GFP_KERNEL_ACCOUNT);
+	if (!b || !seen)
+		goto out;
+	for (i = 0; i < n; i++) {
+		void __user *src = u64_to_user_ptr(cmd->ops) +
+				   (size_t)i * cmd->op_size;
+
+		r = copy_struct_from_user(&b[i].u, sizeof(b[i].u), src,
+					  cmd->op_size);
+		if (r) {
+			idx = i;
+			goto out;
+		}
+	}
+
+	r = mutex_lock_killable(&kvm->slots_lock);
+	if (r)
+		goto out;
+	r = kvmas_batch_validate(kvm, b, n, seen, &idx);
+	if (!r && !(cmd->flags & KVMAS_BATCH_VALIDATE_ONLY)) {
+		r = kvmas_batch_alloc(b, n);
+		if (!r)
+			r = kvmas_batch_apply(kvm, b, n, b[0].u.as_id, &idx,
+					      &gps, &dirty);
+	}
+	mutex_unlock(&kvm->slots_lock);
+
+	/* Committed: only the copies to the caller's buffers are left. */
+	for (i = 0; !r && i < n; i++) {
+		if (!b[i].handoff)
+			continue;
+		if (copy_to_user(u64_to_user_ptr(b[i].u.dirty_bitmap),
+				 b[i].handoff, b[i].handoff_bytes)) {
+			idx = i;
+			r = -EFAULT;
+		}
+	}
+out:
+	cmd->error_index = idx;
+	cmd->grace_periods = gps;
+	cmd->dirty_pages = dirty;
+	if (b)
+		kvmas_batch_free(b, n);
+	kvfree(b);
+	bitmap_free(seen);
+	kvmas_internals_put();
+	return r;
+}
