@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -232,6 +233,18 @@ struct kvmas_errmsg {
 
 /* Specific entries first: the first match wins. */
 static const struct kvmas_errmsg kvmas_errmsgs[] = {
+	{ KVMAS_CMD_COMMIT_BATCH, EINVAL,
+	  "invalid op (kind, flags, alignment, slot id, address space, reserved field, "
+	  "or a second op on the same slot)" },
+	{ KVMAS_CMD_COMMIT_BATCH, EEXIST,
+	  "overlaps another slot in the final layout, or creates an existing slot id" },
+	{ KVMAS_CMD_COMMIT_BATCH, ENOENT, "no such slot" },
+	{ KVMAS_CMD_COMMIT_BATCH, EOPNOTSUPP,
+	  "batch commits unavailable on this kernel, or a guest_memfd slot" },
+	{ KVMAS_CMD_COMMIT_BATCH, EMSGSIZE, "too many ops in one batch" },
+	{ KVMAS_CMD_COMMIT_BATCH, EFAULT, "ops or dirty-bitmap buffer not accessible" },
+	{ KVMAS_CMD_COMMIT_BATCH, ENOMEM,
+	  "out of memory preparing a slot (nothing was changed)" },
 	{ KVMAS_OP_OPEN, ENOENT,
 	  "device node not found (is the kvm_atomic_slots module loaded?)" },
 	{ KVMAS_OP_OPEN, EACCES,
@@ -312,4 +325,158 @@ KVMAS_API const char *kvmas_error_string(unsigned int cmd, int err)
 			return m->msg;
 	}
 	return strerror(err);
+}
+
+/* ---------------------------------------------------------------- batches */
+
+struct kvmas_batch {
+	struct kvmas_batch_op *ops;
+	unsigned int nr, cap;
+};
+
+KVMAS_API struct kvmas_batch *kvmas_batch_new(void)
+{
+	return calloc(1, sizeof(struct kvmas_batch));
+}
+
+KVMAS_API void kvmas_batch_free(struct kvmas_batch *b)
+{
+	if (b)
+		free(b->ops);
+	free(b);
+}
+
+KVMAS_API void kvmas_batch_reset(struct kvmas_batch *b)
+{
+	b->nr = 0;
+}
+
+KVMAS_API unsigned int kvmas_batch_len(const struct kvmas_batch *b)
+{
+	return b->nr;
+}
+
+static int kvmas_batch_add(struct kvmas_batch *b, const struct kvmas_batch_op *op)
+{
+	if (b->nr >= KVMAS_MAX_BATCH_OPS)
+		return -EMSGSIZE;
+	if (b->nr == b->cap) {
+		unsigned int cap = b->cap ? 2 * b->cap : 16;
+		void *ops = realloc(b->ops, cap * sizeof(*b->ops));
+
+		if (!ops)
+			return -ENOMEM;
+		b->ops = ops;
+		b->cap = cap;
+	}
+	b->ops[b->nr++] = *op;
+	return 0;
+}
+
+KVMAS_API int kvmas_batch_create(struct kvmas_batch *b, unsigned int as_id,
+				 unsigned int slot, unsigned int flags,
+				 __u64 gpa, __u64 size, void *hva)
+{
+	struct kvmas_batch_op op = {
+		.op = KVMAS_OP_CREATE, .slot = slot, .as_id = as_id,
+		.flags = flags, .guest_phys_addr = gpa, .memory_size = size,
+		.userspace_addr = (__u64)(uintptr_t)hva,
+	};
+
+	return kvmas_batch_add(b, &op);
+}
+
+KVMAS_API int kvmas_batch_delete(struct kvmas_batch *b, unsigned int as_id,
+				 unsigned int slot, void *dirty_bitmap)
+{
+	struct kvmas_batch_op op = {
+		.op = KVMAS_OP_DELETE, .slot = slot, .as_id = as_id,
+		.dirty_bitmap = (__u64)(uintptr_t)dirty_bitmap,
+	};
+
+	return kvmas_batch_add(b, &op);
+}
+
+KVMAS_API int kvmas_batch_move(struct kvmas_batch *b, unsigned int as_id,
+			       unsigned int slot, unsigned int flags,
+			       __u64 new_gpa, __u64 size, void *hva)
+{
+	struct kvmas_batch_op op = {
+		.op = KVMAS_OP_MOVE, .slot = slot, .as_id = as_id,
+		.flags = flags, .guest_phys_addr = new_gpa,
+		.memory_size = size, .userspace_addr = (__u64)(uintptr_t)hva,
+	};
+
+	return kvmas_batch_add(b, &op);
+}
+
+KVMAS_API int kvmas_batch_set_flags(struct kvmas_batch *b, unsigned int as_id,
+				    unsigned int slot, unsigned int flags)
+{
+	struct kvmas_batch_op op = {
+		.op = KVMAS_OP_SET_FLAGS, .slot = slot, .as_id = as_id,
+		.flags = flags,
+	};
+
+	return kvmas_batch_add(b, &op);
+}
+
+KVMAS_API int kvmas_batch_replace(struct kvmas_batch *b, unsigned int as_id,
+				  unsigned int slot, unsigned int flags,
+				  __u64 gpa, __u64 size, void *hva,
+				  void *dirty_bitmap)
+{
+	struct kvmas_batch_op op = {
+		.op = KVMAS_OP_REPLACE, .slot = slot, .as_id = as_id,
+		.flags = flags, .guest_phys_addr = gpa, .memory_size = size,
+		.userspace_addr = (__u64)(uintptr_t)hva,
+		.dirty_bitmap = (__u64)(uintptr_t)dirty_bitmap,
+	};
+
+	return kvmas_batch_add(b, &op);
+}
+
+KVMAS_API int kvmas_batch_commit(struct kvmas *kv, const struct kvmas_batch *b,
+				 unsigned int flags,
+				 struct kvmas_batch_result *res)
+{
+	struct kvmas_commit_batch c = {
+		.size = sizeof(c), .flags = flags, .nr_ops = b->nr,
+		.op_size = sizeof(struct kvmas_batch_op),
+		.ops = (__u64)(uintptr_t)b->ops,
+	};
+	int ret = kvmas_ioctl_ptr(kv->fd, KVMAS_COMMIT_BATCH, &c);
+
+	if (res) {
+		res->error_index = c.error_index;
+		res->grace_periods = c.grace_periods;
+		res->dirty_pages = c.dirty_pages;
+	}
+	return ret;
+}
+
+static const char *const kvmas_op_names[] = {
+	[KVMAS_OP_CREATE] = "create", [KVMAS_OP_DELETE] = "delete",
+	[KVMAS_OP_MOVE] = "move", [KVMAS_OP_SET_FLAGS] = "set-flags",
+	[KVMAS_OP_REPLACE] = "replace",
+};
+
+KVMAS_API int kvmas_batch_describe_error(const struct kvmas_batch *b, int err,
+					 const struct kvmas_batch_result *res,
+					 char *buf, size_t len)
+{
+	const char *why = kvmas_error_string(KVMAS_CMD_COMMIT_BATCH, err);
+	const struct kvmas_batch_op *op;
+	const char *name;
+
+	if (!res || res->error_index < 0 || (unsigned int)res->error_index >= b->nr)
+		return snprintf(buf, len, "batch of %u ops: %s", b->nr, why);
+	op = &b->ops[res->error_index];
+	name = op->op < sizeof(kvmas_op_names) / sizeof(kvmas_op_names[0]) &&
+	       kvmas_op_names[op->op] ? kvmas_op_names[op->op] : "unknown-op";
+	return snprintf(buf, len,
+			"op %d (%s slot %u as %u gpa 0x%llx size 0x%llx flags 0x%x): %s",
+			res->error_index, name, op->slot, op->as_id,
+			(unsigned long long)op->guest_phys_addr,
+			(unsigned long long)op->memory_size, op->flags, why);
 }

@@ -167,6 +167,57 @@ KVMAS_API void kvmas_free(void *p);
  */
 KVMAS_API const char *kvmas_error_string(unsigned int cmd, int err);
 
+/*
+ * Batches (KVMAS_COMMIT_BATCH): build a list of ops, commit it in one call.
+ * A struct kvmas_batch is plain memory: reuse it with kvmas_batch_reset().
+ * The add functions return 0, -ENOMEM, or -EMSGSIZE past
+ * KVMAS_MAX_BATCH_OPS; they do not validate (the kernel does, against the
+ * final layout). @dirty_bitmap, when not NULL, receives the removed slot's
+ * dirty bits (one bit per page, rounded up to 64 bits).
+ */
+struct kvmas_batch;
+
+struct kvmas_batch_result {
+	int error_index;		/* op that failed, or -1 */
+	unsigned int grace_periods;	/* SRCU grace periods the commit took */
+	unsigned long long dirty_pages;	/* dirty bits found in removed slots */
+};
+
+KVMAS_API struct kvmas_batch *kvmas_batch_new(void);
+KVMAS_API void kvmas_batch_free(struct kvmas_batch *b);
+KVMAS_API void kvmas_batch_reset(struct kvmas_batch *b);
+KVMAS_API unsigned int kvmas_batch_len(const struct kvmas_batch *b);
+KVMAS_API int kvmas_batch_create(struct kvmas_batch *b, unsigned int as_id,
+				 unsigned int slot, unsigned int flags,
+				 __u64 gpa, __u64 size, void *hva);
+KVMAS_API int kvmas_batch_delete(struct kvmas_batch *b, unsigned int as_id,
+				 unsigned int slot, void *dirty_bitmap);
+KVMAS_API int kvmas_batch_move(struct kvmas_batch *b, unsigned int as_id,
+			       unsigned int slot, unsigned int flags,
+			       __u64 new_gpa, __u64 size, void *hva);
+KVMAS_API int kvmas_batch_set_flags(struct kvmas_batch *b, unsigned int as_id,
+				    unsigned int slot, unsigned int flags);
+KVMAS_API int kvmas_batch_replace(struct kvmas_batch *b, unsigned int as_id,
+				  unsigned int slot, unsigned int flags,
+				  __u64 gpa, __u64 size, void *hva,
+				  void *dirty_bitmap);
+/*
+ * kvmas_batch_commit() - commit @b (flags: KVMAS_BATCH_*). Returns 0 or a
+ * negative errno; @res (may be NULL) names the failing op and reports the
+ * grace periods and handed-back dirty pages.
+ */
+KVMAS_API int kvmas_batch_commit(struct kvmas *kv, const struct kvmas_batch *b,
+				 unsigned int flags,
+				 struct kvmas_batch_result *res);
+/*
+ * kvmas_batch_describe_error() - a readable sentence naming the failing op,
+ * e.g. "op 2 (create slot 3 as 0 gpa 0x... size 0x... flags 0x0): overlaps
+ * another slot in the final layout, ...". Returns what snprintf() returns.
+ */
+KVMAS_API int kvmas_batch_describe_error(const struct kvmas_batch *b, int err,
+					 const struct kvmas_batch_result *res,
+					 char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@
 #include <pthread.h>
 
 #include "kvm_helpers.h"
+#include "kvmas.h"
 #include "ringvm.h"
 #include "workload.h"
 #include "kselftest_harness.h"
@@ -338,6 +339,36 @@ TEST_F(b, rollback_after_prepare_failure)
 	ops[2] = op(KVMAS_OP_CREATE, 3, 0x1000000, 2 * MiB, m + 8 * MiB, 0);
 	r = commit(self->dev, ops, 3, 0);
 	EXPECT_EQ(0, r.err);
+}
+
+/* The library's batch builder and its readable errors, on the real module. */
+TEST_F(b, library_batch)
+{
+	struct kvmas_batch *bt = kvmas_batch_new();
+	struct kvmas_batch_result res;
+	struct kvmas *kv;
+	char msg[256];
+	int r;
+
+	ASSERT_NE(NULL, bt);
+	ASSERT_EQ(0, kvmas_open(&kv));
+	ASSERT_EQ(0, kvmas_attach_vm(kv, self->vm));
+	ASSERT_EQ(0, kvmas_batch_create(bt, 0, 1, 0, 0x100000, 2 * MiB, self->m));
+	ASSERT_EQ(0, kvmas_batch_create(bt, 0, 2, 0, 0x200000, 2 * MiB, self->m));
+	r = kvmas_batch_commit(kv, bt, 0, &res);
+	EXPECT_EQ(-EEXIST, r);
+	EXPECT_EQ(1, res.error_index);
+	kvmas_batch_describe_error(bt, r, &res, msg, sizeof(msg));
+	EXPECT_EQ(0, strncmp(msg, "op 1 (create slot 2 as 0 gpa 0x200000", 37)) TH_LOG("%s", msg);
+	TH_LOG("%s", msg);
+	kvmas_batch_reset(bt);
+	ASSERT_EQ(0, kvmas_batch_create(bt, 0, 1, 0, 0x100000, 2 * MiB, self->m));
+	ASSERT_EQ(0, kvmas_batch_create(bt, 0, 2, 0, 0x300000, 2 * MiB, self->m));
+	EXPECT_EQ(0, kvmas_batch_commit(kv, bt, 0, &res));
+	EXPECT_EQ(1, res.grace_periods);
+	EXPECT_EQ(2, kvmas_batch_len(bt));
+	kvmas_batch_free(bt);
+	kvmas_close(kv);
 }
 
 /* Address space 1 (x86 SMM) on its own is fine; mixing is refused above. */

@@ -18,7 +18,7 @@ for lane in $lanes; do
 	log=$out/logs/demo-$ABI.log
 	say "Debian $ABI (upstream $UPSTREAM) under QEMU TCG, kvm_amd + kvm_atomic_slots loaded"
 	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$out/payload" \
-		--cmd './demo && echo && ./kvmas stats' --log "$log" --quiet \
+		--cmd './demo && echo && ./bench_batch && echo && ./kvmas stats' --log "$log" --quiet \
 		--timeout 600 >/dev/null 2>&1 || {
 		echo "demo run failed; console log: $log" >&2
 		tail -n 40 "$log" >&2
