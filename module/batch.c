@@ -2,8 +2,18 @@
 /*
  * Batched memslot commits, atomic for vCPUs (uapi: KVMAS_COMMIT_BATCH).
  *
- * This is KVM's own memslot protocol (kvm_set_memslot()), batched, with the
- * order of operations that keeps it safe for any number of ops:
+ * Two routes publish a validated, prepared batch; both keep every gfn that
+ * is mapped before and after the batch mapped for vCPUs throughout.
+ *
+ * Route B, "fence" (kvmas_publish_fenced(), one grace period): the changing
+ * ranges are fenced like an mmu-notifier invalidation, unmapped while the old
+ * slots are still published, and the whole new layout goes out in one swap.
+ * A vCPU faulting in a fenced range finds the old or the new slot and
+ * retries until the fence drops. Used whenever the VM has no shadow-MMU root.
+ *
+ * Route A, "invalidate" (two grace periods): KVM's own memslot protocol
+ * (kvm_set_memslot()), batched, for VMs with shadow pages, which account into
+ * slot arch data and must be zapped while their slot is INVALID:
  *
  *   validate every op against a simulated final layout (nothing touched)
  *   allocate every object                              (may fail: nothing touched)
@@ -511,22 +521,96 @@ static void kvmas_edit_inactive(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 }
 
 /*
+ * Whether the single-swap fence route is safe for this VM. x86 shadow pages
+ * (shadow paging, nested guests) account into their memslot's arch data and
+ * must be zapped while the slot is INVALID, as KVM does; without any shadow
+ * root there are none. Stable while slots_arch_lock is held, which is the
+ * lock shadow roots are first allocated under.
+ */
+static bool kvmas_fence_route_ok(struct kvm *kvm)
+{
+#ifdef CONFIG_X86
+	/* Pairs with the smp_store_release() in mmu_first_shadow_root_alloc(). */
+	return !smp_load_acquire(&kvm->arch.shadow_root_allocated);
+#else
+	return true;
+#endif
+}
+
+/*
+ * Route B: fence every range that changes (faults there retry), unmap the
+ * removed ranges while their slots are still the published ones, publish
+ * the whole new layout with one swap, drop the fence. No INVALID state is
+ * ever published, so it is hole-free on arm64 too (whose fault path treats
+ * INVALID like no slot but retries under a fence). Called with
+ * slots_arch_lock held after every op was prepared; returns with it
+ * released.
+ */
+static void kvmas_publish_fenced(struct kvm *kvm, struct kvmas_bop *b, u32 n,
+				 int as, struct kvmas_gfn_range *ranges,
+				 u32 *gps)
+{
+	unsigned long hva_lo = ULONG_MAX, hva_hi = 0;
+	struct kvm_memory_slot *s;
+	u32 i, nr = 0;
+
+	for (i = 0; i < n; i++) {
+		s = kvmas_op_removes(&b[i]) ? b[i].old : NULL;
+		if (s) {
+			ranges[nr++] = (struct kvmas_gfn_range){
+				s->base_gfn, s->base_gfn + s->npages };
+			hva_lo = min(hva_lo, s->userspace_addr);
+			hva_hi = max(hva_hi, s->userspace_addr +
+				     (s->npages << PAGE_SHIFT));
+		}
+		s = kvmas_op_inserts(&b[i]) ? b[i].new : NULL;
+		if (s) {
+			ranges[nr++] = (struct kvmas_gfn_range){
+				s->base_gfn, s->base_gfn + s->npages };
+			hva_lo = min(hva_lo, s->userspace_addr);
+			hva_hi = max(hva_hi, s->userspace_addr +
+				     (s->npages << PAGE_SHIFT));
+		}
+	}
+
+	kvmas_edit_inactive(kvm, b, n, false);
+	kvmas_k_fence_begin(kvm, ranges, nr, hva_lo, hva_hi);
+	for (i = 0; i < n; i++)
+		if (kvmas_op_removes(&b[i]))
+			kvmas_k_flush_shadow_memslot(kvm, b[i].old);
+	kvmas_k_guest_memory_reclaimed(kvm);
+	kvmas_k_swap_active_memslots(kvm, as);
+	(*gps)++;
+	/* Bumps mmu_invalidate_seq: faults that sampled the old one retry. */
+	kvmas_k_fence_end(kvm, hva_lo, hva_hi);
+	/* The other set still holds the old objects. */
+	kvmas_edit_inactive(kvm, b, n, false);
+}
+
+/*
  * The commit proper. Caller holds slots_lock and has validated and
  * allocated. Returns 0 or the error of a failed prepare (*@idx its op),
  * with the layout unchanged.
  */
 static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
-			     int as, s32 *idx, u32 *gps, u64 *dirty)
+			     int as, s32 *idx, u32 *gps, u64 *dirty,
+			     u32 *route)
 {
-	bool removals = false;
+	struct kvmas_gfn_range *ranges;
+	bool removals = false, fence;
 	u32 i;
 	int r = 0;
 
 	for (i = 0; i < n; i++)
 		removals |= kvmas_op_removes(&b[i]);
+	ranges = kvmalloc_array(2 * n, sizeof(*ranges), GFP_KERNEL_ACCOUNT);
+	if (!ranges)
+		return -ENOMEM;
 
 	mutex_lock(&kvm->slots_arch_lock);
-	if (removals) {
+	fence = kvmas_fence_route_ok(kvm);
+	*route = fence ? KVMAS_ROUTE_FENCE : KVMAS_ROUTE_INVALIDATE;
+	if (removals && !fence) {
 		for (i = 0; i < n; i++)
 			if (kvmas_op_removes(&b[i]))
 				kvmas_k_replace_memslot(kvm, b[i].old, b[i].invalid);
@@ -553,10 +637,15 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 		b[i].prepared = true;
 	}
 
-	kvmas_edit_inactive(kvm, b, n, false);
-	kvmas_k_swap_active_memslots(kvm, as);
-	(*gps)++;
-	kvmas_edit_inactive(kvm, b, n, removals);
+	if (removals && fence) {
+		kvmas_publish_fenced(kvm, b, n, as, ranges, gps);
+	} else {
+		kvmas_edit_inactive(kvm, b, n, false);
+		kvmas_k_swap_active_memslots(kvm, as);
+		(*gps)++;
+		kvmas_edit_inactive(kvm, b, n, removals);
+	}
+	kvfree(ranges);
 
 	for (i = 0; i < n; i++)
 		if (kvmas_op_removes(&b[i]))
@@ -566,10 +655,11 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	return 0;
 
 unwind:
+	kvfree(ranges);
 	while (i--)
 		if (b[i].prepared)
 			kvmas_unprepare_one(kvm, &b[i]);
-	if (removals) {
+	if (removals && !fence) {
 		/* Publish the old slots again, then fix up the other set. */
 		kvmas_k_swap_active_memslots(kvm, as);
 		(*gps)++;
@@ -587,7 +677,7 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	struct kvmas_bop *b = NULL;
 	unsigned long *seen = NULL;
 	struct kvm *kvm;
-	u32 i, n = cmd->nr_ops, gps = 0;
+	u32 i, n = cmd->nr_ops, gps = 0, route = KVMAS_ROUTE_NONE;
 	u64 dirty = 0;
 	s32 idx = -1;
 	int r;
@@ -595,8 +685,9 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	cmd->error_index = -1;
 	cmd->grace_periods = 0;
 	cmd->dirty_pages = 0;
-	if ((cmd->flags & ~KVMAS_BATCH_VALIDATE_ONLY) || cmd->__reserved[0] ||
-	    cmd->__reserved[1] || !n ||
+	cmd->route = KVMAS_ROUTE_NONE;
+	if ((cmd->flags & ~KVMAS_BATCH_VALIDATE_ONLY) || cmd->__reserved32 ||
+	    cmd->__reserved || !n ||
 	    cmd->op_size < offsetofend(struct kvmas_batch_op, __reserved))
 		return -EINVAL;
 	if (n > KVMAS_MAX_BATCH_OPS)
@@ -628,11 +719,15 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	if (r)
 		goto out;
 	r = kvmas_batch_validate(kvm, b, n, seen, &idx);
-	if (!r && !(cmd->flags & KVMAS_BATCH_VALIDATE_ONLY)) {
+	if (!r && (cmd->flags & KVMAS_BATCH_VALIDATE_ONLY)) {
+		/* The route a commit would take now (a report only). */
+		route = kvmas_fence_route_ok(kvm) ? KVMAS_ROUTE_FENCE :
+						    KVMAS_ROUTE_INVALIDATE;
+	} else if (!r) {
 		r = kvmas_batch_alloc(b, n);
 		if (!r)
 			r = kvmas_batch_apply(kvm, b, n, b[0].u.as_id, &idx,
-					      &gps, &dirty);
+					      &gps, &dirty, &route);
 	}
 	mutex_unlock(&kvm->slots_lock);
 
@@ -650,6 +745,7 @@ out:
 	cmd->error_index = idx;
 	cmd->grace_periods = gps;
 	cmd->dirty_pages = dirty;
+	cmd->route = route;
 	if (b)
 		kvmas_batch_free(b, n);
 	kvfree(b);

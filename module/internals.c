@@ -112,6 +112,17 @@ extern void kvm_arch_flush_shadow_memslot(struct kvm *kvm,
 extern void kvm_arch_guest_memory_reclaimed(struct kvm *kvm) __weak;
 extern void kvm_arch_free_memslot(struct kvm *kvm,
 				  struct kvm_memory_slot *slot) __weak;
+#ifdef KVMAS_HAVE_INVALIDATE_RANGE_ADD
+extern void kvm_mmu_invalidate_begin(struct kvm *kvm) __weak;
+extern void kvm_mmu_invalidate_range_add(struct kvm *kvm, gfn_t start,
+					 gfn_t end) __weak;
+extern void kvm_mmu_invalidate_end(struct kvm *kvm) __weak;
+#else
+extern void kvm_mmu_invalidate_begin(struct kvm *kvm, unsigned long start,
+				     unsigned long end) __weak;
+extern void kvm_mmu_invalidate_end(struct kvm *kvm, unsigned long start,
+				   unsigned long end) __weak;
+#endif
 /* Static in kvm_main.c; Debian's builds keep them as local symbols. */
 extern void kvm_swap_active_memslots(struct kvm *kvm, int as_id) __weak;
 extern void kvm_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
@@ -181,6 +192,10 @@ void kvmas_k_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 	kvm_replace_memslot(kvm, old, new);
 }
 
+#define KVMAS_CALL_INVALIDATE_BEGIN(...) kvm_mmu_invalidate_begin(__VA_ARGS__)
+#define KVMAS_CALL_INVALIDATE_END(...) kvm_mmu_invalidate_end(__VA_ARGS__)
+#define KVMAS_CALL_INVALIDATE_RANGE_ADD(...) kvm_mmu_invalidate_range_add(__VA_ARGS__)
+
 #else /* KVMAS_ROUTE_KALLSYMS */
 #include <linux/kallsyms.h>
 #include <linux/kprobes.h>
@@ -195,6 +210,11 @@ enum {
 	KVMAS_I_FLUSH_SHADOW,
 	KVMAS_I_RECLAIMED,
 	KVMAS_I_FREE_MEMSLOT,
+	KVMAS_I_INVALIDATE_BEGIN,
+	KVMAS_I_INVALIDATE_END,
+#ifdef KVMAS_HAVE_INVALIDATE_RANGE_ADD
+	KVMAS_I_INVALIDATE_RANGE_ADD,
+#endif
 	KVMAS_I_COUNT
 };
 
@@ -222,6 +242,14 @@ static struct kvmas_internal kvmas_internals[KVMAS_I_COUNT] = {
 				KVMAS_FEAT_BATCH_COMMIT },
 	[KVMAS_I_FREE_MEMSLOT] = { "kvm_arch_free_memslot",
 				   KVMAS_FEAT_BATCH_COMMIT },
+	[KVMAS_I_INVALIDATE_BEGIN] = { "kvm_mmu_invalidate_begin",
+				       KVMAS_FEAT_BATCH_COMMIT },
+	[KVMAS_I_INVALIDATE_END] = { "kvm_mmu_invalidate_end",
+				     KVMAS_FEAT_BATCH_COMMIT },
+#ifdef KVMAS_HAVE_INVALIDATE_RANGE_ADD
+	[KVMAS_I_INVALIDATE_RANGE_ADD] = { "kvm_mmu_invalidate_range_add",
+					   KVMAS_FEAT_BATCH_COMMIT },
+#endif
 };
 
 /* Calls internal @i with the prototype of KVM's function @proto. */
@@ -380,7 +408,51 @@ void kvmas_k_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 {
 	KVMAS_KCALL(KVMAS_I_REPLACE_MEMSLOT, kvm_replace_memslot, kvm, old, new);
 }
+
+#define KVMAS_CALL_INVALIDATE_BEGIN(...) \
+	KVMAS_KCALL(KVMAS_I_INVALIDATE_BEGIN, kvm_mmu_invalidate_begin, __VA_ARGS__)
+#define KVMAS_CALL_INVALIDATE_END(...) \
+	KVMAS_KCALL(KVMAS_I_INVALIDATE_END, kvm_mmu_invalidate_end, __VA_ARGS__)
+#define KVMAS_CALL_INVALIDATE_RANGE_ADD(...) \
+	KVMAS_KCALL(KVMAS_I_INVALIDATE_RANGE_ADD, kvm_mmu_invalidate_range_add, \
+		    __VA_ARGS__)
 #endif /* KVMAS_ROUTE_KALLSYMS */
+
+/*
+ * The fence, raised and dropped under mmu_lock for write as KVM itself does
+ * (6.12 requires begin and its ranges in one mmu_lock section).
+ */
+void kvmas_k_fence_begin(struct kvm *kvm, const struct kvmas_gfn_range *r,
+			 unsigned int n, unsigned long hva_lo,
+			 unsigned long hva_hi)
+{
+	unsigned int i;
+
+	kvmas_mmu_write_lock(kvm);
+#ifdef KVMAS_HAVE_INVALIDATE_RANGE_ADD
+	KVMAS_CALL_INVALIDATE_BEGIN(kvm);
+	for (i = 0; i < n; i++)
+		KVMAS_CALL_INVALIDATE_RANGE_ADD(kvm, r[i].start, r[i].end);
+#else
+	(void)r;
+	(void)i;
+	(void)n;
+	KVMAS_CALL_INVALIDATE_BEGIN(kvm, hva_lo, hva_hi);
+#endif
+	kvmas_mmu_write_unlock(kvm);
+}
+
+void kvmas_k_fence_end(struct kvm *kvm, unsigned long hva_lo,
+		       unsigned long hva_hi)
+{
+	kvmas_mmu_write_lock(kvm);
+#ifdef KVMAS_HAVE_INVALIDATE_RANGE_ADD
+	KVMAS_CALL_INVALIDATE_END(kvm);
+#else
+	KVMAS_CALL_INVALIDATE_END(kvm, hva_lo, hva_hi);
+#endif
+	kvmas_mmu_write_unlock(kvm);
+}
 
 /* ------------------------------------------------------------------------ */
 

@@ -64,6 +64,21 @@ void kvmas_k_swap_active_memslots(struct kvm *kvm, int as_id);
 void kvmas_k_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 			     struct kvm_memory_slot *new);
 
+/*
+ * The fence KVM raises around mmu-notifier invalidations, around the gfn
+ * ranges @r[0..n) (each [start, end)) or, on kernels whose fence is keyed by
+ * host virtual address (6.1), around [@hva_lo, @hva_hi). While it is up,
+ * vCPU faults that find a memslot in the fenced ranges retry.
+ */
+struct kvmas_gfn_range {
+	gfn_t start, end;
+};
+void kvmas_k_fence_begin(struct kvm *kvm, const struct kvmas_gfn_range *r,
+			 unsigned int n, unsigned long hva_lo,
+			 unsigned long hva_hi);
+void kvmas_k_fence_end(struct kvm *kvm, unsigned long hva_lo,
+		       unsigned long hva_hi);
+
 /* Shared by the hardened stock reset and our per-vCPU reset (issue 5). */
 void kvmas_reset_dirty_gfn(struct kvm *kvm, u32 slot, u64 offset, u64 mask);
 

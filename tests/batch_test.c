@@ -23,8 +23,12 @@ struct batch_res {
 	int err;
 	int index;
 	unsigned int gps;
+	unsigned int route;
 	unsigned long long dirty;
 };
+
+/* Grace periods a batch with removals takes on the route it reports. */
+#define GPS_REMOVING(r) ((r).route == KVMAS_ROUTE_FENCE ? 1U : 2U)
 
 static struct batch_res commit(int dev, struct kvmas_batch_op *ops,
 			       unsigned int n, unsigned int flags)
@@ -38,6 +42,7 @@ static struct batch_res commit(int dev, struct kvmas_batch_op *ops,
 	r.err = sys_ret(ioctl(dev, KVMAS_COMMIT_BATCH, &c));
 	r.index = c.error_index;
 	r.gps = c.grace_periods;
+	r.route = c.route;
 	r.dirty = c.dirty_pages;
 	return r;
 }
@@ -133,7 +138,9 @@ TEST_F(b, split_merge_resize_move_ro)
 	ops[1] = op(KVMAS_OP_CREATE, 4, 0x200000, 1 * MiB, m + 1 * MiB, 0);
 	r = commit(self->dev, ops, 2, 0);
 	ASSERT_EQ(0, r.err);
-	EXPECT_EQ(2, r.gps);
+	EXPECT_EQ(GPS_REMOVING(r), r.gps);
+	/* No vCPU has run: no shadow root, the single-swap route. */
+	EXPECT_EQ(KVMAS_ROUTE_FENCE, r.route);
 	layout_str(self->dev, 0, got, sizeof(got));
 	EXPECT_NE(NULL, strstr(got, "1:100000+100000[0]")) TH_LOG("%s", got);
 	EXPECT_NE(NULL, strstr(got, "4:200000+100000[0]")) TH_LOG("%s", got);
@@ -145,7 +152,7 @@ TEST_F(b, split_merge_resize_move_ro)
 	ops[3] = op(KVMAS_OP_REPLACE, 2, 0x400000, 1 * MiB, m + 4 * MiB, KVM_MEM_READONLY);
 	r = commit(self->dev, ops, 4, 0);
 	ASSERT_EQ(0, r.err);
-	EXPECT_EQ(2, r.gps);
+	EXPECT_EQ(GPS_REMOVING(r), r.gps);
 	layout_str(self->dev, 0, got, sizeof(got));
 	EXPECT_EQ(NULL, strstr(got, "4:")) TH_LOG("%s", got);
 	EXPECT_NE(NULL, strstr(got, "1:100000+200000[0]")) TH_LOG("%s", got);
@@ -179,12 +186,12 @@ TEST_F(b, grace_periods_constant)
 			    32 * KiB, self->m + i * 64 * KiB, 0);
 	r = commit(self->dev, ops, 256, 0);
 	ASSERT_EQ(0, r.err);
-	EXPECT_EQ(2, r.gps);
+	EXPECT_EQ(GPS_REMOVING(r), r.gps);
 	for (i = 0; i < 256; i++)
 		ops[i] = del(100 + i);
 	r = commit(self->dev, ops, 256, 0);
 	ASSERT_EQ(0, r.err);
-	EXPECT_EQ(2, r.gps);
+	EXPECT_EQ(GPS_REMOVING(r), r.gps);
 }
 
 struct bad_case {
@@ -331,8 +338,11 @@ TEST_F(b, rollback_after_prepare_failure)
 	r = commit(self->dev, ops, 3, 0);
 	EXPECT_EQ(-EINVAL, r.err);
 	EXPECT_EQ(2, r.index);
-	/* Invalidation + rollback: both published, both waited for. */
-	EXPECT_EQ(2, r.gps);
+	/*
+	 * Fence route: prepare fails before anything is published (0 grace
+	 * periods). Invalidate route: invalidation + rollback, both waited for.
+	 */
+	EXPECT_EQ(r.route == KVMAS_ROUTE_FENCE ? 0 : 2, r.gps);
 	layout_str(self->dev, 0, after, sizeof(after));
 	EXPECT_STREQ(before, after);
 	/* And the VM still takes changes. */
@@ -582,6 +592,8 @@ TEST_F(b, concurrent_batches_and_stock)
  * growth, and each counter equals its call count. Then the same resizes
  * with stock ioctls, which must show holes (the test can fail).
  */
+static unsigned int hammer_route, hammer_gps_max;
+
 static int hammer_batches(struct wl_vm *w, int dev, int iters, uint64_t *us)
 {
 	uint64_t t0 = wl_now_us();
@@ -612,6 +624,9 @@ static int hammer_batches(struct wl_vm *w, int dev, int iters, uint64_t *us)
 		r = commit(dev, ops, n, 0);
 		if (r.err)
 			return r.err;
+		hammer_route |= 1U << r.route;
+		if (r.gps > hammer_gps_max)
+			hammer_gps_max = r.gps;
 	}
 	*us = wl_now_us() - t0;
 	return 0;
@@ -665,8 +680,11 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 		c0[i] = wl_target_counter(&w, i);
 		p0[i] = wl_progress(&w, i);
 	}
-	TH_LOG("batches: %d commits in %llu ms, %u+%u guest calls, 0 holes", iters,
-	       (unsigned long long)us_batch / 1000, p0[0], p0[1]);
+	TH_LOG("batches: %d commits in %llu ms, %u+%u guest calls, 0 holes, "
+	       "routes %#x (2=invalidate 4=fence), max %u grace periods", iters,
+	       (unsigned long long)us_batch / 1000, p0[0], p0[1], hammer_route,
+	       hammer_gps_max);
+	EXPECT_LE(hammer_gps_max, 2);
 
 	/* The same kind of change with stock ioctls: holes appear. */
 	kvm_set_slot(w.vm, 0, 2, 0, 0, 0, NULL);

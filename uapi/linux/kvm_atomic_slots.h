@@ -263,9 +263,18 @@ struct kvmas_layout {
  *    are first published as "invalid" (x86 vCPUs faulting there retry
  *    instead of taking an MMIO exit), then the whole new layout is published
  *    at once. vCPUs keep running; nobody is paused.
- *  - Grace periods: one SRCU grace period if the batch only creates slots or
- *    toggles dirty logging, two if it removes, moves or replaces any, for any
- *    number of ops; the count is reported in @grace_periods.
+ *  - Two routes, chosen per VM and reported in @route:
+ *    KVMAS_ROUTE_FENCE: the ranges that change are fenced the way KVM fences
+ *    an mmu-notifier invalidation (faults there retry), unmapped while the old
+ *    slots are still published, and the new layout is published with ONE
+ *    swap: one SRCU grace period for any batch. Used unless the VM has
+ *    shadow-MMU roots (x86 shadow paging or nested guests), whose page
+ *    accounting must see the old slots go INVALID first.
+ *    KVMAS_ROUTE_INVALIDATE: removed slots are first published as INVALID
+ *    (KVM's own protocol, batched), then the new layout: two grace periods
+ *    if anything is removed, moved or replaced, one otherwise.
+ *    Either way the count is constant in the number of ops and reported in
+ *    @grace_periods.
  *  - All-or-nothing: if preparing any op fails (e.g. -ENOMEM), everything is
  *    rolled back and the layout is exactly as before.
  *  - Dirty bits: when a slot with a dirty bitmap (dirty logging without the
@@ -313,6 +322,11 @@ struct kvmas_batch_op {
 /* kvmas_commit_batch.flags */
 #define KVMAS_BATCH_VALIDATE_ONLY (1U << 0)	/* dry run: validate, change nothing */
 
+/* kvmas_commit_batch.route */
+#define KVMAS_ROUTE_NONE	0	/* nothing was published */
+#define KVMAS_ROUTE_INVALIDATE	1	/* INVALID stand-ins, then the layout */
+#define KVMAS_ROUTE_FENCE	2	/* fence + unmap, one swap */
+
 /*
  * KVMAS_COMMIT_BATCH
  * @size:          sizeof(struct kvmas_commit_batch)
@@ -324,7 +338,8 @@ struct kvmas_batch_op {
  * @error_index:   out: the op that made the batch fail, or -1
  * @grace_periods: out: SRCU grace periods the commit waited for
  * @dirty_pages:   out: dirty bits found in removed slots (handed back)
- * @__reserved:    must be 0
+ * @route:         out: KVMAS_ROUTE_* the commit took (or would take)
+ * @__reserved32, @__reserved: must be 0
  * Errors: ENOTCONN/EPERM/EIO as every VM command; EOPNOTSUPP if the
  * capability is absent; EINVAL, EEXIST (overlap in the final layout),
  * ENOENT (no such slot), EOPNOTSUPP (guest_memfd), EMSGSIZE (too many ops),
@@ -340,7 +355,9 @@ struct kvmas_commit_batch {
 	__s32 error_index;
 	__u32 grace_periods;
 	__u64 dirty_pages;
-	__u64 __reserved[2];
+	__u32 route;
+	__u32 __reserved32;
+	__u64 __reserved;
 };
 #define KVMAS_COMMIT_BATCH _IO(KVMAS_TYPE, KVMAS_CMD_COMMIT_BATCH)
 
