@@ -593,8 +593,8 @@ static void kvmas_publish_fenced(struct kvm *kvm, struct kvmas_bop *b, u32 n,
  * with the layout unchanged.
  */
 static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
-			     int as, s32 *idx, u32 *gps, u64 *dirty,
-			     u32 *route)
+			     int as, bool want_fence, s32 *idx, u32 *gps,
+			     u64 *dirty, u32 *route)
 {
 	struct kvmas_gfn_range *ranges;
 	bool removals = false, fence;
@@ -608,7 +608,7 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 		return -ENOMEM;
 
 	mutex_lock(&kvm->slots_arch_lock);
-	fence = kvmas_fence_route_ok(kvm);
+	fence = want_fence && kvmas_fence_route_ok(kvm);
 	*route = fence ? KVMAS_ROUTE_FENCE : KVMAS_ROUTE_INVALIDATE;
 	if (removals && !fence) {
 		for (i = 0; i < n; i++)
@@ -686,7 +686,8 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	cmd->grace_periods = 0;
 	cmd->dirty_pages = 0;
 	cmd->route = KVMAS_ROUTE_NONE;
-	if ((cmd->flags & ~KVMAS_BATCH_VALIDATE_ONLY) || cmd->__reserved32 ||
+	if ((cmd->flags & ~(KVMAS_BATCH_VALIDATE_ONLY |
+			    KVMAS_BATCH_ROUTE_INVALIDATE)) || cmd->__reserved32 ||
 	    cmd->__reserved || !n ||
 	    cmd->op_size < offsetofend(struct kvmas_batch_op, __reserved))
 		return -EINVAL;
@@ -721,13 +722,15 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	r = kvmas_batch_validate(kvm, b, n, seen, &idx);
 	if (!r && (cmd->flags & KVMAS_BATCH_VALIDATE_ONLY)) {
 		/* The route a commit would take now (a report only). */
-		route = kvmas_fence_route_ok(kvm) ? KVMAS_ROUTE_FENCE :
-						    KVMAS_ROUTE_INVALIDATE;
+		route = kvmas_fence_route_ok(kvm) &&
+			!(cmd->flags & KVMAS_BATCH_ROUTE_INVALIDATE) ?
+			KVMAS_ROUTE_FENCE : KVMAS_ROUTE_INVALIDATE;
 	} else if (!r) {
 		r = kvmas_batch_alloc(b, n);
 		if (!r)
-			r = kvmas_batch_apply(kvm, b, n, b[0].u.as_id, &idx,
-					      &gps, &dirty, &route);
+			r = kvmas_batch_apply(kvm, b, n, b[0].u.as_id,
+					      !(cmd->flags & KVMAS_BATCH_ROUTE_INVALIDATE),
+					      &idx, &gps, &dirty, &route);
 	}
 	mutex_unlock(&kvm->slots_lock);
 

@@ -586,26 +586,32 @@ TEST_F(b, concurrent_batches_and_stock)
 
 /*
  * The hammer. vCPU0 executes its function in the target window, reads and
- * writes its counter there; vCPU1 does the same in its own part. Batches
- * resize, split and merge the target slots continuously. Zero holes: no
- * MMIO exit or emulation failure at target GPAs, no pf_mmio_spte_created
- * growth, and each counter equals its call count. Then the same resizes
- * with stock ioctls, which must show holes (the test can fail).
+ * writes its counter there and loads a probe value from a second region;
+ * vCPU1 does the same in its own part. Batches split, merge and resize the
+ * target slots, make the two probe slots swap places (each moves away and
+ * back) and toggle them read-only, continuously. Zero holes: no MMIO exit
+ * or emulation failure at any of those GPAs, no pf_mmio_spte_created
+ * growth, every probe load saw its value, each counter equals its call
+ * count. Then the same resizes with stock ioctls, which must show holes
+ * (the test can fail).
  */
 static unsigned int hammer_route, hammer_gps_max;
 
-static int hammer_batches(struct wl_vm *w, int dev, int iters, uint64_t *us)
+static int hammer_batches(struct wl_vm *w, int dev, int iters,
+			  unsigned int flags, uint64_t *us)
 {
 	uint64_t t0 = wl_now_us();
-	int i;
+	uint8_t *pa = w->probe, *pb = w->probe + WL_PROBE_SIZE;
+	unsigned int ro = 0;
+	int swapped = 0, i;
 
 	for (i = 0; i < iters; i++) {
 		struct kvmas_batch_op ops[2];
 		struct batch_res r;
 		unsigned int n;
 
-		switch (i % 3) {
-		case 0:	/* split: [128K] -> [64K][64K + the rest of 256K] */
+		switch (i % 5) {
+		case 0:	/* split: [128K] -> [64K][192K] */
 			ops[0] = op(KVMAS_OP_REPLACE, 1, WL_TARGET_GPA, 64 * KiB, w->target, 0);
 			ops[1] = op(KVMAS_OP_CREATE, 2, WL_TARGET_GPA + 64 * KiB, 192 * KiB,
 				    w->target + 64 * KiB, 0);
@@ -616,12 +622,28 @@ static int hammer_batches(struct wl_vm *w, int dev, int iters, uint64_t *us)
 			ops[1] = op(KVMAS_OP_REPLACE, 1, WL_TARGET_GPA, 256 * KiB, w->target, 0);
 			n = 2;
 			break;
-		default: /* shrink back to 128K, read-only off/on is not for code */
+		case 2: /* shrink back to 128K */
 			ops[0] = op(KVMAS_OP_REPLACE, 1, WL_TARGET_GPA, 128 * KiB, w->target, 0);
 			n = 1;
 			break;
+		case 3: /* probe slots 3 and 4 move away and back: they swap places */
+			swapped = !swapped;
+			ops[0] = op(KVMAS_OP_MOVE, 3, WL_PROBE_GPA_BASE + (swapped ? WL_PROBE_SIZE : 0),
+				    WL_PROBE_SIZE, pa, ro);
+			ops[1] = op(KVMAS_OP_MOVE, 4, WL_PROBE_GPA_BASE + (swapped ? 0 : WL_PROBE_SIZE),
+				    WL_PROBE_SIZE, pb, ro);
+			n = 2;
+			break;
+		default: /* read-only on/off for both probe slots (vCPUs only read them) */
+			ro ^= KVM_MEM_READONLY;
+			ops[0] = op(KVMAS_OP_REPLACE, 3, WL_PROBE_GPA_BASE + (swapped ? WL_PROBE_SIZE : 0),
+				    WL_PROBE_SIZE, pa, ro);
+			ops[1] = op(KVMAS_OP_REPLACE, 4, WL_PROBE_GPA_BASE + (swapped ? 0 : WL_PROBE_SIZE),
+				    WL_PROBE_SIZE, pb, ro);
+			n = 2;
+			break;
 		}
-		r = commit(dev, ops, n, 0);
+		r = commit(dev, ops, n, flags);
 		if (r.err)
 			return r.err;
 		hammer_route |= 1U << r.route;
@@ -642,15 +664,18 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 	int iters = getenv("KVMAS_HAMMER_ITERS") ? atoi(getenv("KVMAS_HAMMER_ITERS")) : 10000;
 	uint32_t c0[2], p0[2];
 	int64_t mmio0, mmio1;
-	uint64_t us_batch = 0, us_stock, t0;
+	uint64_t us_batch = 0, us_inval = 0, us_stock, t0;
 	struct wl_vm w;
 	int dev, i, r;
 
 	if (kvmas_cap(KVMAS_CAP_BATCH_COMMIT) <= 0)
 		SKIP(return, "no batch commits on this kernel");
 	/* Both vCPUs call into the target window (functions at +0 and +64K). */
-	ASSERT_EQ(0, wl_create(&w, 2, 256 * KiB, 0x3));
+	ASSERT_EQ(0, wl_create(&w, 2, 256 * KiB, 0x3 | WL_PROBE));
 	ASSERT_EQ(0, kvm_set_slot(w.vm, 0, 1, 0, WL_TARGET_GPA, 128 * KiB, w.target));
+	ASSERT_EQ(0, kvm_set_slot(w.vm, 0, 3, 0, WL_PROBE_GPA_BASE, WL_PROBE_SIZE, w.probe));
+	ASSERT_EQ(0, kvm_set_slot(w.vm, 0, 4, 0, WL_PROBE_GPA_BASE + WL_PROBE_SIZE,
+				  WL_PROBE_SIZE, w.probe + WL_PROBE_SIZE));
 	dev = kvmas_dev_open();
 	ASSERT_GE(dev, 0);
 	ASSERT_EQ(0, kvmas_attach(dev, w.vm));
@@ -658,7 +683,11 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 	usleep(100 * 1000);
 
 	mmio0 = wl_vcpu_stat(&w, -1, "pf_mmio_spte_created");
-	r = hammer_batches(&w, dev, iters, &us_batch);
+	/* The VM's own route (fence, unless shadow roots exist), then KVM's. */
+	r = hammer_batches(&w, dev, iters, 0, &us_batch);
+	if (!r)
+		r = hammer_batches(&w, dev, iters / 4 - iters / 4 % 5,
+				   KVMAS_BATCH_ROUTE_INVALIDATE, &us_inval);
 	usleep(50 * 1000);
 	wl_pause_all(&w);
 	mmio1 = wl_vcpu_stat(&w, -1, "pf_mmio_spte_created");
@@ -677,13 +706,16 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 		EXPECT_LE(d, 1) TH_LOG("vcpu %d: counter %u, calls %u", i,
 				       wl_target_counter(&w, i), wl_progress(&w, i));
 		EXPECT_GT(wl_progress(&w, i), 1000) TH_LOG("vcpu %d ran", i);
+		EXPECT_EQ(0, wl_probe_bad(&w, i)) TH_LOG("vcpu %d probe", i);
 		c0[i] = wl_target_counter(&w, i);
 		p0[i] = wl_progress(&w, i);
 	}
-	TH_LOG("batches: %d commits in %llu ms, %u+%u guest calls, 0 holes, "
-	       "routes %#x (2=invalidate 4=fence), max %u grace periods", iters,
-	       (unsigned long long)us_batch / 1000, p0[0], p0[1], hammer_route,
-	       hammer_gps_max);
+	TH_LOG("batches: %d commits in %llu ms + %d forced-invalidate in %llu ms, "
+	       "%u+%u guest calls, 0 holes, routes %#x (2=invalidate 4=fence), "
+	       "max %u grace periods", iters, (unsigned long long)us_batch / 1000,
+	       iters / 4 - iters / 4 % 5, (unsigned long long)us_inval / 1000,
+	       p0[0], p0[1], hammer_route, hammer_gps_max);
+	EXPECT_TRUE(hammer_route & (1U << KVMAS_ROUTE_INVALIDATE));
 	EXPECT_LE(hammer_gps_max, 2);
 
 	/* The same kind of change with stock ioctls: holes appear. */

@@ -55,7 +55,7 @@ static void emit_loop(uint8_t *base, int i, int calls)
  *   mov [abs32], eax  a3 abs32
  *   ret               c3
  */
-static void emit_func(uint8_t *target, int i)
+static void emit_func(uint8_t *target, int i, int probe)
 {
 	uint8_t *p = target + (WL_FUNC_GPA(i) - WL_TARGET_GPA);
 
@@ -64,7 +64,29 @@ static void emit_func(uint8_t *target, int i)
 	p[5] = 0x40;
 	p[6] = 0xa3;
 	put32(p + 7, (uint32_t)WL_DATA_GPA(i));
-	p[11] = 0xc3;
+	p += 11;
+	if (probe) {
+		/*
+		 * mov ecx, [probe]      8b 0d abs32
+		 * cmp ecx, VALUE        81 f9 imm32
+		 * je  ok                74 06
+		 * inc dword [bad]       ff 05 abs32   (counted in guest memory)
+		 * ok:
+		 */
+		p[0] = 0x8b;
+		p[1] = 0x0d;
+		put32(p + 2, (uint32_t)WL_PROBE_GPA(i));
+		p[6] = 0x81;
+		p[7] = 0xf9;
+		put32(p + 8, WL_PROBE_VALUE);
+		p[12] = 0x74;
+		p[13] = 0x06;
+		p[14] = 0xff;
+		p[15] = 0x05;
+		put32(p + 16, (uint32_t)(WL_PROG_GPA(i) + 4));
+		p += 20;
+	}
+	p[0] = 0xc3;
 }
 
 static int setup_vcpu(struct wl_vm *w, int i)
@@ -128,7 +150,18 @@ int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
 
 	for (i = 0; i < nr_vcpus; i++) {
 		emit_loop(w->base, i, (call_mask >> i) & 1);
-		emit_func(w->target, i);
+		emit_func(w->target, i, !!(call_mask & WL_PROBE));
+	}
+	if (call_mask & WL_PROBE) {
+		uint32_t k, v = WL_PROBE_VALUE;
+
+		w->probe = mmap(NULL, 2 * WL_PROBE_SIZE, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (w->probe == MAP_FAILED)
+			return -ENOMEM;
+		/* Same value everywhere: whichever slot sits there, it reads true. */
+		for (k = 0; k < 2 * WL_PROBE_SIZE; k += 4)
+			memcpy(w->probe + k, &v, 4);
 	}
 	base = (struct kvm_userspace_memory_region){
 		.slot = 0, .guest_phys_addr = WL_BASE_GPA,
@@ -184,7 +217,9 @@ static void on_kick(int sig)
 
 static int in_hole_window(struct wl_vm *w, uint64_t gpa)
 {
-	return gpa >= w->hole_lo && gpa < w->hole_hi;
+	return (gpa >= w->hole_lo && gpa < w->hole_hi) ||
+	       (w->probe && gpa >= WL_PROBE_GPA_BASE &&
+		gpa < WL_PROBE_GPA_BASE + 2 * WL_PROBE_SIZE);
 }
 
 static void *runner(void *p)
@@ -332,6 +367,8 @@ void wl_destroy(struct wl_vm *w)
 		munmap(w->base, WL_BASE_SIZE);
 	if (w->target && w->target != MAP_FAILED)
 		munmap(w->target, w->target_size);
+	if (w->probe && w->probe != MAP_FAILED)
+		munmap(w->probe, 2 * WL_PROBE_SIZE);
 	memset(w, 0, sizeof(*w));
 	w->vm = -1;
 }
@@ -341,6 +378,14 @@ uint32_t wl_progress(struct wl_vm *w, int i)
 	uint32_t v;
 
 	memcpy(&v, w->base + WL_PROG_GPA(i), 4);
+	return v;
+}
+
+uint32_t wl_probe_bad(struct wl_vm *w, int i)
+{
+	uint32_t v;
+
+	memcpy(&v, w->base + WL_PROG_GPA(i) + 4, 4);
 	return v;
 }
 

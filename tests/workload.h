@@ -32,6 +32,17 @@
 #define WL_FUNC_GPA(i)	(WL_TARGET_GPA + (i) * 0x10000)
 #define WL_DATA_GPA(i)	(WL_TARGET_GPA + (i) * 0x10000 + 0x8000)
 
+/*
+ * Probe region (only with WL_PROBE in call_mask): the target function also
+ * loads a dword from WL_PROBE_GPA(i), in two 64 KiB slots the test may move
+ * (swap places) or make read-only. Both backing pages hold the same value.
+ */
+#define WL_PROBE		(1U << 8)
+#define WL_PROBE_GPA_BASE	0x00200000ULL
+#define WL_PROBE_GPA(i)		(WL_PROBE_GPA_BASE + (i) * 0x1000)
+#define WL_PROBE_SIZE		0x10000ULL	/* each of the two slots */
+#define WL_PROBE_VALUE		0x5a5a5a5a
+
 struct wl_counts {
 	uint64_t runs;		/* KVM_RUN calls returning to userspace */
 	uint64_t hole_mmio;	/* MMIO exits at target GPAs */
@@ -64,6 +75,8 @@ struct wl_vm {
 	volatile int pause_req;
 	struct wl_counts count[WL_MAX_VCPUS];
 	uint64_t hole_lo, hole_hi;	/* target GPA window for accounting */
+	uint8_t *probe;			/* two probe slots' memory, 2 x 64 KiB */
+	uint64_t probe_bad;		/* probe loads that did not see the value */
 };
 
 /*
@@ -87,6 +100,8 @@ void wl_resume_all(struct wl_vm *w);
 /* Guest progress of vCPU i (loop iterations / target-function calls). */
 uint32_t wl_progress(struct wl_vm *w, int i);
 uint32_t wl_target_counter(struct wl_vm *w, int i);
+/* Probe loads by vCPU i that did not see WL_PROBE_VALUE (guest-counted). */
+uint32_t wl_probe_bad(struct wl_vm *w, int i);
 
 /* Sum of hole exits over all vCPUs. */
 uint64_t wl_holes(struct wl_vm *w);

@@ -321,6 +321,8 @@ struct kvmas_batch_op {
 
 /* kvmas_commit_batch.flags */
 #define KVMAS_BATCH_VALIDATE_ONLY (1U << 0)	/* dry run: validate, change nothing */
+#define KVMAS_BATCH_ROUTE_INVALIDATE (1U << 1)	/* use KVM's INVALID protocol even
+						 * where the fence route is allowed */
 
 /* kvmas_commit_batch.route */
 #define KVMAS_ROUTE_NONE	0	/* nothing was published */
