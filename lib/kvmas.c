@@ -2,7 +2,7 @@
 /*
  * libkvmas: userspace shim for /dev/kvm-atomic-slots. See kvmas.h.
  */
-#define _GNU_SOURCE	/* secure_getenv */
+#define _GNU_SOURCE /* secure_getenv */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -104,21 +104,22 @@ KVMAS_API int kvmas_check_extension(struct kvmas *kv, unsigned int cap)
 }
 
 static const char *const kvmas_cap_names[] = {
-	[KVMAS_CAP_SESSION]		= "session",
-	[KVMAS_CAP_LAYOUT_ALL_AS]	= "layout_all_as",
-	[KVMAS_CAP_BATCH_COMMIT]	= "batch_commit",
-	[KVMAS_CAP_RING_RESET]		= "ring_reset",
-	[KVMAS_CAP_ROUTE_LIVEPATCH]	= "route_livepatch",
-	[KVMAS_CAP_ROUTE_KALLSYMS]	= "route_kallsyms",
-	[KVMAS_CAP_HARDENED_RING_RESET]	= "hardened_ring_reset",
-	[KVMAS_CAP_MAX_BATCH_OPS]	= "max_batch_ops",
-	[KVMAS_CAP_MAX_ADDRESS_SPACES]	= "max_address_spaces",
-	[KVMAS_CAP_NETLINK]		= "netlink",
+	[KVMAS_CAP_SESSION] = "session",
+	[KVMAS_CAP_LAYOUT_ALL_AS] = "layout_all_as",
+	[KVMAS_CAP_BATCH_COMMIT] = "batch_commit",
+	[KVMAS_CAP_RING_RESET] = "ring_reset",
+	[KVMAS_CAP_ROUTE_LIVEPATCH] = "route_livepatch",
+	[KVMAS_CAP_ROUTE_KALLSYMS] = "route_kallsyms",
+	[KVMAS_CAP_HARDENED_RING_RESET] = "hardened_ring_reset",
+	[KVMAS_CAP_MAX_BATCH_OPS] = "max_batch_ops",
+	[KVMAS_CAP_MAX_ADDRESS_SPACES] = "max_address_spaces",
+	[KVMAS_CAP_NETLINK] = "netlink",
 };
 
 /* A new capability in the uapi header must get a name here. */
 _Static_assert(sizeof(kvmas_cap_names) / sizeof(kvmas_cap_names[0]) ==
-	       KVMAS_CAP_COUNT, "kvmas_cap_names out of date");
+		       KVMAS_CAP_COUNT,
+	       "kvmas_cap_names out of date");
 
 KVMAS_API const char *kvmas_cap_name(unsigned int cap)
 {
@@ -242,7 +243,8 @@ static const struct kvmas_errmsg kvmas_errmsgs[] = {
 	{ KVMAS_CMD_COMMIT_BATCH, EOPNOTSUPP,
 	  "batch commits unavailable on this kernel, or a guest_memfd slot" },
 	{ KVMAS_CMD_COMMIT_BATCH, EMSGSIZE, "too many ops in one batch" },
-	{ KVMAS_CMD_COMMIT_BATCH, EFAULT, "ops or dirty-bitmap buffer not accessible" },
+	{ KVMAS_CMD_COMMIT_BATCH, EFAULT,
+	  "ops or dirty-bitmap buffer not accessible" },
 	{ KVMAS_CMD_COMMIT_BATCH, ENOMEM,
 	  "out of memory preparing a slot (nothing was changed)" },
 	{ KVMAS_OP_OPEN, ENOENT,
@@ -356,7 +358,8 @@ KVMAS_API unsigned int kvmas_batch_len(const struct kvmas_batch *b)
 	return b->nr;
 }
 
-static int kvmas_batch_add(struct kvmas_batch *b, const struct kvmas_batch_op *op)
+static int kvmas_batch_add(struct kvmas_batch *b,
+			   const struct kvmas_batch_op *op)
 {
 	if (b->nr >= KVMAS_MAX_BATCH_OPS)
 		return -EMSGSIZE;
@@ -378,8 +381,12 @@ KVMAS_API int kvmas_batch_create(struct kvmas_batch *b, unsigned int as_id,
 				 __u64 gpa, __u64 size, void *hva)
 {
 	struct kvmas_batch_op op = {
-		.op = KVMAS_OP_CREATE, .slot = slot, .as_id = as_id,
-		.flags = flags, .guest_phys_addr = gpa, .memory_size = size,
+		.op = KVMAS_OP_CREATE,
+		.slot = slot,
+		.as_id = as_id,
+		.flags = flags,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
 		.userspace_addr = (__u64)(uintptr_t)hva,
 	};
 
@@ -390,7 +397,9 @@ KVMAS_API int kvmas_batch_delete(struct kvmas_batch *b, unsigned int as_id,
 				 unsigned int slot, void *dirty_bitmap)
 {
 	struct kvmas_batch_op op = {
-		.op = KVMAS_OP_DELETE, .slot = slot, .as_id = as_id,
+		.op = KVMAS_OP_DELETE,
+		.slot = slot,
+		.as_id = as_id,
 		.dirty_bitmap = (__u64)(uintptr_t)dirty_bitmap,
 	};
 
@@ -402,9 +411,13 @@ KVMAS_API int kvmas_batch_move(struct kvmas_batch *b, unsigned int as_id,
 			       __u64 new_gpa, __u64 size, void *hva)
 {
 	struct kvmas_batch_op op = {
-		.op = KVMAS_OP_MOVE, .slot = slot, .as_id = as_id,
-		.flags = flags, .guest_phys_addr = new_gpa,
-		.memory_size = size, .userspace_addr = (__u64)(uintptr_t)hva,
+		.op = KVMAS_OP_MOVE,
+		.slot = slot,
+		.as_id = as_id,
+		.flags = flags,
+		.guest_phys_addr = new_gpa,
+		.memory_size = size,
+		.userspace_addr = (__u64)(uintptr_t)hva,
 	};
 
 	return kvmas_batch_add(b, &op);
@@ -414,7 +427,9 @@ KVMAS_API int kvmas_batch_set_flags(struct kvmas_batch *b, unsigned int as_id,
 				    unsigned int slot, unsigned int flags)
 {
 	struct kvmas_batch_op op = {
-		.op = KVMAS_OP_SET_FLAGS, .slot = slot, .as_id = as_id,
+		.op = KVMAS_OP_SET_FLAGS,
+		.slot = slot,
+		.as_id = as_id,
 		.flags = flags,
 	};
 
@@ -427,8 +442,12 @@ KVMAS_API int kvmas_batch_replace(struct kvmas_batch *b, unsigned int as_id,
 				  void *dirty_bitmap)
 {
 	struct kvmas_batch_op op = {
-		.op = KVMAS_OP_REPLACE, .slot = slot, .as_id = as_id,
-		.flags = flags, .guest_phys_addr = gpa, .memory_size = size,
+		.op = KVMAS_OP_REPLACE,
+		.slot = slot,
+		.as_id = as_id,
+		.flags = flags,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
 		.userspace_addr = (__u64)(uintptr_t)hva,
 		.dirty_bitmap = (__u64)(uintptr_t)dirty_bitmap,
 	};
@@ -441,7 +460,9 @@ KVMAS_API int kvmas_batch_commit(struct kvmas *kv, const struct kvmas_batch *b,
 				 struct kvmas_batch_result *res)
 {
 	struct kvmas_commit_batch c = {
-		.size = sizeof(c), .flags = flags, .nr_ops = b->nr,
+		.size = sizeof(c),
+		.flags = flags,
+		.nr_ops = b->nr,
 		.op_size = sizeof(struct kvmas_batch_op),
 		.ops = (__u64)(uintptr_t)b->ops,
 	};
@@ -456,8 +477,8 @@ KVMAS_API int kvmas_batch_commit(struct kvmas *kv, const struct kvmas_batch *b,
 }
 
 static const char *const kvmas_op_names[] = {
-	[KVMAS_OP_CREATE] = "create", [KVMAS_OP_DELETE] = "delete",
-	[KVMAS_OP_MOVE] = "move", [KVMAS_OP_SET_FLAGS] = "set-flags",
+	[KVMAS_OP_CREATE] = "create",	[KVMAS_OP_DELETE] = "delete",
+	[KVMAS_OP_MOVE] = "move",	[KVMAS_OP_SET_FLAGS] = "set-flags",
 	[KVMAS_OP_REPLACE] = "replace",
 };
 
@@ -469,14 +490,18 @@ KVMAS_API int kvmas_batch_describe_error(const struct kvmas_batch *b, int err,
 	const struct kvmas_batch_op *op;
 	const char *name;
 
-	if (!res || res->error_index < 0 || (unsigned int)res->error_index >= b->nr)
+	if (!res || res->error_index < 0 ||
+	    (unsigned int)res->error_index >= b->nr)
 		return snprintf(buf, len, "batch of %u ops: %s", b->nr, why);
 	op = &b->ops[res->error_index];
 	name = op->op < sizeof(kvmas_op_names) / sizeof(kvmas_op_names[0]) &&
-	       kvmas_op_names[op->op] ? kvmas_op_names[op->op] : "unknown-op";
-	return snprintf(buf, len,
-			"op %d (%s slot %u as %u gpa 0x%llx size 0x%llx flags 0x%x): %s",
-			res->error_index, name, op->slot, op->as_id,
-			(unsigned long long)op->guest_phys_addr,
-			(unsigned long long)op->memory_size, op->flags, why);
+			       kvmas_op_names[op->op] ?
+		       kvmas_op_names[op->op] :
+		       "unknown-op";
+	return snprintf(
+		buf, len,
+		"op %d (%s slot %u as %u gpa 0x%llx size 0x%llx flags 0x%x): %s",
+		res->error_index, name, op->slot, op->as_id,
+		(unsigned long long)op->guest_phys_addr,
+		(unsigned long long)op->memory_size, op->flags, why);
 }

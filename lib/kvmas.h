@@ -178,9 +178,9 @@ KVMAS_API const char *kvmas_error_string(unsigned int cmd, int err);
 struct kvmas_batch;
 
 struct kvmas_batch_result {
-	int error_index;		/* op that failed, or -1 */
-	unsigned int grace_periods;	/* SRCU grace periods the commit took */
-	unsigned long long dirty_pages;	/* dirty bits found in removed slots */
+	int error_index; /* op that failed, or -1 */
+	unsigned int grace_periods; /* SRCU grace periods the commit took */
+	unsigned long long dirty_pages; /* dirty bits found in removed slots */
 };
 
 KVMAS_API struct kvmas_batch *kvmas_batch_new(void);

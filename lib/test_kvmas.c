@@ -25,12 +25,12 @@
 
 /* ---- struct layout: documented offsets, no implicit padding ---- */
 
-#define FSIZE(T, m)	sizeof(((T *)0)->m)
-#define AT(T, m, off)	_Static_assert(offsetof(T, m) == (off), \
-				       #T "." #m " is not at " #off)
-#define NOPAD(T, sum)	_Static_assert(sizeof(T) == (sum) && \
-				       sizeof(T) % 8 == 0, \
-				       #T " has padding or is not 8-byte sized")
+#define FSIZE(T, m) sizeof(((T *)0)->m)
+#define AT(T, m, off) \
+	_Static_assert(offsetof(T, m) == (off), #T "." #m " is not at " #off)
+#define NOPAD(T, sum)                                            \
+	_Static_assert(sizeof(T) == (sum) && sizeof(T) % 8 == 0, \
+		       #T " has padding or is not 8-byte sized")
 
 AT(struct kvmas_caps, size, 0);
 AT(struct kvmas_caps, flags, 4);
@@ -41,14 +41,15 @@ AT(struct kvmas_caps, max_batch_ops, 24);
 AT(struct kvmas_caps, max_address_spaces, 28);
 AT(struct kvmas_caps, kvm_user_mem_slots, 32);
 AT(struct kvmas_caps, __reserved, 36);
-NOPAD(struct kvmas_caps,
-      FSIZE(struct kvmas_caps, size) + FSIZE(struct kvmas_caps, flags) +
-      FSIZE(struct kvmas_caps, api_version) +
-      FSIZE(struct kvmas_caps, nr_caps) + FSIZE(struct kvmas_caps, caps) +
-      FSIZE(struct kvmas_caps, max_batch_ops) +
-      FSIZE(struct kvmas_caps, max_address_spaces) +
-      FSIZE(struct kvmas_caps, kvm_user_mem_slots) +
-      FSIZE(struct kvmas_caps, __reserved));
+NOPAD(struct kvmas_caps, FSIZE(struct kvmas_caps, size) +
+				 FSIZE(struct kvmas_caps, flags) +
+				 FSIZE(struct kvmas_caps, api_version) +
+				 FSIZE(struct kvmas_caps, nr_caps) +
+				 FSIZE(struct kvmas_caps, caps) +
+				 FSIZE(struct kvmas_caps, max_batch_ops) +
+				 FSIZE(struct kvmas_caps, max_address_spaces) +
+				 FSIZE(struct kvmas_caps, kvm_user_mem_slots) +
+				 FSIZE(struct kvmas_caps, __reserved));
 _Static_assert(sizeof(struct kvmas_caps) == 40, "kvmas_caps size");
 
 AT(struct kvmas_attach_vm, size, 0);
@@ -57,9 +58,9 @@ AT(struct kvmas_attach_vm, vm_fd, 8);
 AT(struct kvmas_attach_vm, __reserved, 12);
 NOPAD(struct kvmas_attach_vm,
       FSIZE(struct kvmas_attach_vm, size) +
-      FSIZE(struct kvmas_attach_vm, flags) +
-      FSIZE(struct kvmas_attach_vm, vm_fd) +
-      FSIZE(struct kvmas_attach_vm, __reserved));
+	      FSIZE(struct kvmas_attach_vm, flags) +
+	      FSIZE(struct kvmas_attach_vm, vm_fd) +
+	      FSIZE(struct kvmas_attach_vm, __reserved));
 _Static_assert(sizeof(struct kvmas_attach_vm) == 16, "kvmas_attach_vm size");
 
 AT(struct kvmas_vm_info, size, 0);
@@ -77,17 +78,17 @@ AT(struct kvmas_vm_info, generation, 56);
 AT(struct kvmas_vm_info, guest_pages, 72);
 NOPAD(struct kvmas_vm_info,
       FSIZE(struct kvmas_vm_info, size) + FSIZE(struct kvmas_vm_info, flags) +
-      FSIZE(struct kvmas_vm_info, nr_address_spaces) +
-      FSIZE(struct kvmas_vm_info, nr_vcpus) +
-      FSIZE(struct kvmas_vm_info, max_vcpus) +
-      FSIZE(struct kvmas_vm_info, max_user_slots) +
-      FSIZE(struct kvmas_vm_info, dirty_ring_size) +
-      FSIZE(struct kvmas_vm_info, vm_flags) +
-      FSIZE(struct kvmas_vm_info, user_slots) +
-      FSIZE(struct kvmas_vm_info, internal_slots) +
-      FSIZE(struct kvmas_vm_info, dirty_log_slots) +
-      FSIZE(struct kvmas_vm_info, generation) +
-      FSIZE(struct kvmas_vm_info, guest_pages));
+	      FSIZE(struct kvmas_vm_info, nr_address_spaces) +
+	      FSIZE(struct kvmas_vm_info, nr_vcpus) +
+	      FSIZE(struct kvmas_vm_info, max_vcpus) +
+	      FSIZE(struct kvmas_vm_info, max_user_slots) +
+	      FSIZE(struct kvmas_vm_info, dirty_ring_size) +
+	      FSIZE(struct kvmas_vm_info, vm_flags) +
+	      FSIZE(struct kvmas_vm_info, user_slots) +
+	      FSIZE(struct kvmas_vm_info, internal_slots) +
+	      FSIZE(struct kvmas_vm_info, dirty_log_slots) +
+	      FSIZE(struct kvmas_vm_info, generation) +
+	      FSIZE(struct kvmas_vm_info, guest_pages));
 _Static_assert(sizeof(struct kvmas_vm_info) == 88, "kvmas_vm_info size");
 
 AT(struct kvmas_slot, slot, 0);
@@ -97,12 +98,13 @@ AT(struct kvmas_slot, memory_size, 16);
 AT(struct kvmas_slot, userspace_addr, 24);
 AT(struct kvmas_slot, as_id, 32);
 AT(struct kvmas_slot, attrs, 36);
-NOPAD(struct kvmas_slot,
-      FSIZE(struct kvmas_slot, slot) + FSIZE(struct kvmas_slot, flags) +
-      FSIZE(struct kvmas_slot, guest_phys_addr) +
-      FSIZE(struct kvmas_slot, memory_size) +
-      FSIZE(struct kvmas_slot, userspace_addr) +
-      FSIZE(struct kvmas_slot, as_id) + FSIZE(struct kvmas_slot, attrs));
+NOPAD(struct kvmas_slot, FSIZE(struct kvmas_slot, slot) +
+				 FSIZE(struct kvmas_slot, flags) +
+				 FSIZE(struct kvmas_slot, guest_phys_addr) +
+				 FSIZE(struct kvmas_slot, memory_size) +
+				 FSIZE(struct kvmas_slot, userspace_addr) +
+				 FSIZE(struct kvmas_slot, as_id) +
+				 FSIZE(struct kvmas_slot, attrs));
 _Static_assert(sizeof(struct kvmas_slot) == 40, "kvmas_slot must be 40 bytes");
 
 AT(struct kvmas_layout, size, 0);
@@ -113,14 +115,14 @@ AT(struct kvmas_layout, nr_entries, 16);
 AT(struct kvmas_layout, __reserved, 20);
 AT(struct kvmas_layout, entries, 24);
 AT(struct kvmas_layout, generation, 32);
-NOPAD(struct kvmas_layout,
-      FSIZE(struct kvmas_layout, size) + FSIZE(struct kvmas_layout, flags) +
-      FSIZE(struct kvmas_layout, as_id) +
-      FSIZE(struct kvmas_layout, entry_size) +
-      FSIZE(struct kvmas_layout, nr_entries) +
-      FSIZE(struct kvmas_layout, __reserved) +
-      FSIZE(struct kvmas_layout, entries) +
-      FSIZE(struct kvmas_layout, generation));
+NOPAD(struct kvmas_layout, FSIZE(struct kvmas_layout, size) +
+				   FSIZE(struct kvmas_layout, flags) +
+				   FSIZE(struct kvmas_layout, as_id) +
+				   FSIZE(struct kvmas_layout, entry_size) +
+				   FSIZE(struct kvmas_layout, nr_entries) +
+				   FSIZE(struct kvmas_layout, __reserved) +
+				   FSIZE(struct kvmas_layout, entries) +
+				   FSIZE(struct kvmas_layout, generation));
 _Static_assert(sizeof(struct kvmas_layout) == 48, "kvmas_layout size");
 
 /* ---- TAP ---- */
@@ -152,19 +154,17 @@ static struct {
 	int version;
 	int attached;
 	int vm_fd;
-	unsigned int nr_slots;	/* current layout size */
-	unsigned int grow;	/* slots added after each GET_LAYOUT */
-	int doubling;		/* layout doubles after each GET_LAYOUT */
-	int tail_e2big;		/* answer E2BIG without touching nr_entries */
+	unsigned int nr_slots; /* current layout size */
+	unsigned int grow; /* slots added after each GET_LAYOUT */
+	int doubling; /* layout doubles after each GET_LAYOUT */
+	int tail_e2big; /* answer E2BIG without touching nr_entries */
 	unsigned int layout_calls;
-	int bad_input;		/* the library sent something invalid */
+	int bad_input; /* the library sent something invalid */
 } fake;
 
 static const int fake_cap_values[KVMAS_CAP_COUNT] = {
-	[KVMAS_CAP_SESSION] = 1,
-	[KVMAS_CAP_LAYOUT_ALL_AS] = 1,
-	[KVMAS_CAP_MAX_BATCH_OPS] = 256,
-	[KVMAS_CAP_MAX_ADDRESS_SPACES] = 2,
+	[KVMAS_CAP_SESSION] = 1,	 [KVMAS_CAP_LAYOUT_ALL_AS] = 1,
+	[KVMAS_CAP_MAX_BATCH_OPS] = 256, [KVMAS_CAP_MAX_ADDRESS_SPACES] = 2,
 	[KVMAS_CAP_NETLINK] = 1,
 };
 
@@ -358,7 +358,7 @@ static void test_caps(struct kvmas *kv)
 	ok(ret == 0 && !fake.bad_input, "get_caps sends a clean struct (%d)",
 	   ret);
 	ok(caps.size == sizeof(caps) && caps.nr_caps == KVMAS_CAP_COUNT &&
-	   caps.kvm_user_mem_slots == 32764 && caps.__reserved == 0,
+		   caps.kvm_user_mem_slots == 32764 && caps.__reserved == 0,
 	   "get_caps output");
 
 	good = 1;
@@ -392,8 +392,9 @@ static void test_vm(struct kvmas *kv)
 	memset(&info, 0xff, sizeof(info));
 	ret = kvmas_get_vm_info(kv, &info);
 	ok(ret == 0 && !fake.bad_input && info.size == sizeof(info) &&
-	   info.nr_address_spaces == 2 && info.generation[1] == 7 &&
-	   info.nr_vcpus == 0, "get_vm_info output (got %d)", ret);
+		   info.nr_address_spaces == 2 && info.generation[1] == 7 &&
+		   info.nr_vcpus == 0,
+	   "get_vm_info output (got %d)", ret);
 }
 
 static int check_entries(const struct kvmas_slot *s, unsigned int nr)
@@ -424,8 +425,8 @@ static void test_layout(struct kvmas *kv)
 	fake.nr_slots = 5;
 	fake.layout_calls = 0;
 	ret = kvmas_get_layout(kv, KVMAS_LAYOUT_ALL_AS, 0, &slots, &nr, gen);
-	ok(ret == 0 && nr == 5 && check_entries(slots, nr) &&
-	   gen[0] == 42 && gen[1] == 43 && fake.layout_calls == 1,
+	ok(ret == 0 && nr == 5 && check_entries(slots, nr) && gen[0] == 42 &&
+		   gen[1] == 43 && fake.layout_calls == 1,
 	   "small layout in one call with generations (got %d)", ret);
 	kvmas_free(slots);
 
@@ -433,7 +434,7 @@ static void test_layout(struct kvmas *kv)
 	fake.layout_calls = 0;
 	ret = kvmas_get_layout(kv, 0, 1, &slots, &nr, NULL);
 	ok(ret == 0 && nr == 1000 && check_entries(slots, nr) &&
-	   slots[999].as_id == 1 && fake.layout_calls == 2,
+		   slots[999].as_id == 1 && fake.layout_calls == 2,
 	   "large layout: retried once at the reported size (got %d, %u calls)",
 	   ret, fake.layout_calls);
 	kvmas_free(slots);
@@ -443,9 +444,9 @@ static void test_layout(struct kvmas *kv)
 	fake.layout_calls = 0;
 	ret = kvmas_get_layout(kv, 0, 0, &slots, &nr, NULL);
 	ok(ret == 0 && nr == 100 && check_entries(slots, nr) &&
-	   fake.layout_calls == 4,
-	   "layout growing between calls is followed (got %d, %u calls)",
-	   ret, fake.layout_calls);
+		   fake.layout_calls == 4,
+	   "layout growing between calls is followed (got %d, %u calls)", ret,
+	   fake.layout_calls);
 	kvmas_free(slots);
 
 	fake.nr_slots = 40;
@@ -456,7 +457,7 @@ static void test_layout(struct kvmas *kv)
 	nr = 12345;
 	ret = kvmas_get_layout(kv, 0, 0, &slots, &nr, NULL);
 	ok(ret == -EAGAIN && fake.layout_calls == KVMAS_LAYOUT_MAX_TRIES &&
-	   !slots && nr == 12345,
+		   !slots && nr == 12345,
 	   "runaway growth: -EAGAIN after %d calls, outputs untouched (got %d)",
 	   KVMAS_LAYOUT_MAX_TRIES, ret);
 	fake.doubling = 0;
@@ -483,21 +484,33 @@ struct errcase {
 
 /* The errnos the uapi header and kvmas.h document, per command. */
 static const struct errcase documented[] = {
-	{ KVMAS_OP_OPEN, ENOENT }, { KVMAS_OP_OPEN, EACCES },
-	{ KVMAS_OP_OPEN, ENOTTY }, { KVMAS_OP_OPEN, EPROTO },
+	{ KVMAS_OP_OPEN, ENOENT },
+	{ KVMAS_OP_OPEN, EACCES },
+	{ KVMAS_OP_OPEN, ENOTTY },
+	{ KVMAS_OP_OPEN, EPROTO },
 	{ KVMAS_CMD_GET_API_VERSION, EINVAL },
-	{ KVMAS_CMD_GET_CAPS, EINVAL }, { KVMAS_CMD_GET_CAPS, E2BIG },
-	{ KVMAS_CMD_ATTACH_VM, EBADF }, { KVMAS_CMD_ATTACH_VM, EINVAL },
-	{ KVMAS_CMD_ATTACH_VM, EPERM }, { KVMAS_CMD_ATTACH_VM, EIO },
-	{ KVMAS_CMD_ATTACH_VM, EBUSY }, { KVMAS_CMD_ATTACH_VM, ENODEV },
+	{ KVMAS_CMD_GET_CAPS, EINVAL },
+	{ KVMAS_CMD_GET_CAPS, E2BIG },
+	{ KVMAS_CMD_ATTACH_VM, EBADF },
+	{ KVMAS_CMD_ATTACH_VM, EINVAL },
+	{ KVMAS_CMD_ATTACH_VM, EPERM },
+	{ KVMAS_CMD_ATTACH_VM, EIO },
+	{ KVMAS_CMD_ATTACH_VM, EBUSY },
+	{ KVMAS_CMD_ATTACH_VM, ENODEV },
 	{ KVMAS_CMD_ATTACH_VM, E2BIG },
-	{ KVMAS_CMD_GET_VM_INFO, ENOTCONN }, { KVMAS_CMD_GET_VM_INFO, EPERM },
-	{ KVMAS_CMD_GET_VM_INFO, EIO }, { KVMAS_CMD_GET_VM_INFO, EINVAL },
+	{ KVMAS_CMD_GET_VM_INFO, ENOTCONN },
+	{ KVMAS_CMD_GET_VM_INFO, EPERM },
+	{ KVMAS_CMD_GET_VM_INFO, EIO },
+	{ KVMAS_CMD_GET_VM_INFO, EINVAL },
 	{ KVMAS_CMD_GET_VM_INFO, E2BIG },
-	{ KVMAS_CMD_GET_LAYOUT, ENOTCONN }, { KVMAS_CMD_GET_LAYOUT, EPERM },
-	{ KVMAS_CMD_GET_LAYOUT, EIO }, { KVMAS_CMD_GET_LAYOUT, EINVAL },
-	{ KVMAS_CMD_GET_LAYOUT, E2BIG }, { KVMAS_CMD_GET_LAYOUT, EAGAIN },
-	{ KVMAS_CMD_GET_LAYOUT, EPROTO }, { KVMAS_CMD_GET_LAYOUT, EFAULT },
+	{ KVMAS_CMD_GET_LAYOUT, ENOTCONN },
+	{ KVMAS_CMD_GET_LAYOUT, EPERM },
+	{ KVMAS_CMD_GET_LAYOUT, EIO },
+	{ KVMAS_CMD_GET_LAYOUT, EINVAL },
+	{ KVMAS_CMD_GET_LAYOUT, E2BIG },
+	{ KVMAS_CMD_GET_LAYOUT, EAGAIN },
+	{ KVMAS_CMD_GET_LAYOUT, EPROTO },
+	{ KVMAS_CMD_GET_LAYOUT, EFAULT },
 	{ KVMAS_CMD_CHECK_EXTENSION, ENOTTY },
 };
 
@@ -511,21 +524,21 @@ static void test_error_strings(void)
 
 		s = kvmas_error_string(c->cmd, -c->err);
 		ok(s && *s && strcmp(s, strerror(c->err)) &&
-		   s == kvmas_error_string(c->cmd, c->err),
+			   s == kvmas_error_string(c->cmd, c->err),
 		   "cmd %#x %s: \"%s\"", c->cmd, strerrorname_np(c->err), s);
 	}
 
 	ok(!strcmp(kvmas_error_string(KVMAS_CMD_ATTACH_VM, EINVAL),
 		   "fd is not a KVM VM fd") &&
-	   !strcmp(kvmas_error_string(KVMAS_CMD_ATTACH_VM, EPERM),
-		   "VM belongs to another process (mm)") &&
-	   !strcmp(kvmas_error_string(KVMAS_CMD_ATTACH_VM, EBUSY),
-		   "session already attached") &&
-	   !strcmp(kvmas_error_string(KVMAS_CMD_GET_VM_INFO, ENOTCONN),
-		   "session not attached to a VM"),
+		   !strcmp(kvmas_error_string(KVMAS_CMD_ATTACH_VM, EPERM),
+			   "VM belongs to another process (mm)") &&
+		   !strcmp(kvmas_error_string(KVMAS_CMD_ATTACH_VM, EBUSY),
+			   "session already attached") &&
+		   !strcmp(kvmas_error_string(KVMAS_CMD_GET_VM_INFO, ENOTCONN),
+			   "session not attached to a VM"),
 	   "attach/vm_info sentences as specified");
 	ok(kvmas_error_string(KVMAS_ATTACH_VM, EBUSY) ==
-	   kvmas_error_string(KVMAS_CMD_ATTACH_VM, EBUSY),
+		   kvmas_error_string(KVMAS_CMD_ATTACH_VM, EBUSY),
 	   "ioctl request and command number give the same string");
 	ok(strcmp(kvmas_error_string(KVMAS_CMD_ATTACH_VM, EINVAL),
 		  kvmas_error_string(KVMAS_CMD_GET_CAPS, EINVAL)),

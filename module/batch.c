@@ -50,13 +50,13 @@
 /* Kernel-side state of one op. */
 struct kvmas_bop {
 	struct kvmas_batch_op u;
-	struct kvm_memory_slot *old;	 /* slot the op changes (active set) */
-	struct kvm_memory_slot *new;	 /* object the op installs */
+	struct kvm_memory_slot *old; /* slot the op changes (active set) */
+	struct kvm_memory_slot *new; /* object the op installs */
 	struct kvm_memory_slot *invalid; /* INVALID stand-in for a removed old */
-	unsigned long *handoff;		 /* copy of old's dirty bits for the user */
-	size_t handoff_bytes;		 /* size of the user's buffer */
+	unsigned long *handoff; /* copy of old's dirty bits for the user */
+	size_t handoff_bytes; /* size of the user's buffer */
 	bool prepared;
-	bool fresh_bitmap;		 /* new->dirty_bitmap allocated here */
+	bool fresh_bitmap; /* new->dirty_bitmap allocated here */
 };
 
 static bool kvmas_op_removes(const struct kvmas_bop *b)
@@ -197,7 +197,8 @@ static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 				return -ENOENT;
 			if (u->guest_phys_addr || u->memory_size ||
 			    u->userspace_addr ||
-			    ((u->flags ^ old->flags) & ~KVM_MEM_LOG_DIRTY_PAGES))
+			    ((u->flags ^ old->flags) &
+			     ~KVM_MEM_LOG_DIRTY_PAGES))
 				return -EINVAL;
 			break;
 		case KVMAS_OP_REPLACE:
@@ -234,7 +235,8 @@ static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 						  start + np) {
 			struct kvm_memory_slot *s = iter.slot;
 
-			if (s->id >= KVM_USER_MEM_SLOTS || !test_bit(s->id, seen))
+			if (s->id >= KVM_USER_MEM_SLOTS ||
+			    !test_bit(s->id, seen))
 				return -EEXIST;
 			/* In the batch: it stays only if just its flags change. */
 			for (j = 0; j < n; j++)
@@ -245,9 +247,10 @@ static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 		for (j = 0; j < i; j++) {
 			if (!kvmas_op_inserts(&b[j]))
 				continue;
-			if (kvmas_ranges_overlap(start, np,
-						 b[j].u.guest_phys_addr >> PAGE_SHIFT,
-						 b[j].u.memory_size >> PAGE_SHIFT))
+			if (kvmas_ranges_overlap(
+				    start, np,
+				    b[j].u.guest_phys_addr >> PAGE_SHIFT,
+				    b[j].u.memory_size >> PAGE_SHIFT))
 				return -EEXIST;
 		}
 	}
@@ -290,7 +293,8 @@ static int kvmas_batch_alloc(struct kvmas_bop *b, u32 n)
 			b[i].new->dirty_bitmap = NULL;
 			memset(&b[i].new->arch, 0, sizeof(b[i].new->arch));
 			if (u->op != KVMAS_OP_SET_FLAGS) {
-				b[i].new->base_gfn = u->guest_phys_addr >> PAGE_SHIFT;
+				b[i].new->base_gfn = u->guest_phys_addr >>
+						     PAGE_SHIFT;
 				b[i].new->npages = u->memory_size >> PAGE_SHIFT;
 				b[i].new->userspace_addr = u->userspace_addr;
 			}
@@ -340,7 +344,7 @@ static int kvmas_prepare_new(struct kvm *kvm, struct kvmas_bop *b,
 	struct kvm_memory_slot *new = b->new;
 	int r;
 
-	if (!(new->flags & KVM_MEM_LOG_DIRTY_PAGES)) {
+	if (!(new->flags &KVM_MEM_LOG_DIRTY_PAGES)) {
 		new->dirty_bitmap = NULL;
 	} else if (old && old->dirty_bitmap) {
 		new->dirty_bitmap = old->dirty_bitmap;
@@ -413,7 +417,7 @@ static u64 kvmas_handoff_dirty(struct kvmas_bop *b, u32 n, struct kvmas_bop *rm)
 	u32 j;
 
 	if (!old->dirty_bitmap || rm->u.op == KVMAS_OP_MOVE)
-		return 0;	/* a move keeps its bitmap with the slot */
+		return 0; /* a move keeps its bitmap with the slot */
 	count = bitmap_weight(old->dirty_bitmap, old->npages);
 	if (rm->handoff)
 		memcpy(rm->handoff, old->dirty_bitmap,
@@ -435,7 +439,8 @@ static u64 kvmas_handoff_dirty(struct kvmas_bop *b, u32 n, struct kvmas_bop *rm)
 		/* The new slot is live: vCPUs may set bits concurrently. */
 		for (gfn = lo; gfn < hi; gfn++)
 			if (test_bit_le(gfn - old->base_gfn, old->dirty_bitmap))
-				set_bit_le(gfn - new->base_gfn, new->dirty_bitmap);
+				set_bit_le(gfn - new->base_gfn,
+					   new->dirty_bitmap);
 	}
 	return count;
 }
@@ -447,7 +452,8 @@ static void kvmas_count_logging(struct kvm *kvm,
 	u32 o = old ? old->flags : 0, f = new ? new->flags : 0;
 
 	if ((o ^ f) & KVM_MEM_LOG_DIRTY_PAGES)
-		kvmas_dirty_logging_add(kvm, f & KVM_MEM_LOG_DIRTY_PAGES ? 1 : -1);
+		kvmas_dirty_logging_add(kvm,
+					f & KVM_MEM_LOG_DIRTY_PAGES ? 1 : -1);
 }
 
 /* kvm_commit_memory_region() for a removed slot: arch commit, then free. */
@@ -489,7 +495,8 @@ static void kvmas_commit_one(struct kvm *kvm, struct kvmas_bop *b)
 		kvmas_count_logging(kvm, old, new);
 		kvmas_k_commit_memory_region(kvm, old, new,
 					     b->u.op == KVMAS_OP_MOVE ?
-					     KVM_MR_MOVE : KVM_MR_FLAGS_ONLY);
+						     KVM_MR_MOVE :
+						     KVM_MR_FLAGS_ONLY);
 		/* x86 frees a moved slot's arch data in its commit hook. */
 		if (old->dirty_bitmap && !new->dirty_bitmap)
 			kvfree(old->dirty_bitmap);
@@ -510,8 +517,8 @@ static void kvmas_edit_inactive(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 
 	for (i = 0; i < n; i++)
 		if (kvmas_op_removes(&b[i]))
-			kvmas_k_replace_memslot(kvm, replay ? b[i].invalid :
-					       b[i].old, NULL);
+			kvmas_k_replace_memslot(
+				kvm, replay ? b[i].invalid : b[i].old, NULL);
 	for (i = 0; i < n; i++)
 		if (b[i].u.op == KVMAS_OP_SET_FLAGS)
 			kvmas_k_replace_memslot(kvm, b[i].old, b[i].new);
@@ -537,6 +544,17 @@ static bool kvmas_fence_route_ok(struct kvm *kvm)
 #endif
 }
 
+/* Adds @s's gfn range to the fence, and its hva range to the 6.1 fence. */
+static void kvmas_fence_add(const struct kvm_memory_slot *s,
+			    struct kvmas_gfn_range *ranges, u32 *nr,
+			    unsigned long *hva_lo, unsigned long *hva_hi)
+{
+	ranges[(*nr)++] = (struct kvmas_gfn_range){ s->base_gfn,
+						    s->base_gfn + s->npages };
+	*hva_lo = min(*hva_lo, s->userspace_addr);
+	*hva_hi = max(*hva_hi, s->userspace_addr + (s->npages << PAGE_SHIFT));
+}
+
 /*
  * Route B: fence every range that changes (faults there retry), unmap the
  * removed ranges while their slots are still the published ones, publish
@@ -551,26 +569,13 @@ static void kvmas_publish_fenced(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 				 u32 *gps)
 {
 	unsigned long hva_lo = ULONG_MAX, hva_hi = 0;
-	struct kvm_memory_slot *s;
 	u32 i, nr = 0;
 
 	for (i = 0; i < n; i++) {
-		s = kvmas_op_removes(&b[i]) ? b[i].old : NULL;
-		if (s) {
-			ranges[nr++] = (struct kvmas_gfn_range){
-				s->base_gfn, s->base_gfn + s->npages };
-			hva_lo = min(hva_lo, s->userspace_addr);
-			hva_hi = max(hva_hi, s->userspace_addr +
-				     (s->npages << PAGE_SHIFT));
-		}
-		s = kvmas_op_inserts(&b[i]) ? b[i].new : NULL;
-		if (s) {
-			ranges[nr++] = (struct kvmas_gfn_range){
-				s->base_gfn, s->base_gfn + s->npages };
-			hva_lo = min(hva_lo, s->userspace_addr);
-			hva_hi = max(hva_hi, s->userspace_addr +
-				     (s->npages << PAGE_SHIFT));
-		}
+		if (kvmas_op_removes(&b[i]))
+			kvmas_fence_add(b[i].old, ranges, &nr, &hva_lo, &hva_hi);
+		if (kvmas_op_inserts(&b[i]))
+			kvmas_fence_add(b[i].new, ranges, &nr, &hva_lo, &hva_hi);
 	}
 
 	kvmas_edit_inactive(kvm, b, n, false);
@@ -613,7 +618,8 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	if (removals && !fence) {
 		for (i = 0; i < n; i++)
 			if (kvmas_op_removes(&b[i]))
-				kvmas_k_replace_memslot(kvm, b[i].old, b[i].invalid);
+				kvmas_k_replace_memslot(kvm, b[i].old,
+							b[i].invalid);
 		kvmas_k_swap_active_memslots(kvm, as);
 		(*gps)++;
 		/* vCPUs now see INVALID copies: unmap the old ranges. */
@@ -665,7 +671,8 @@ unwind:
 		(*gps)++;
 		for (i = 0; i < n; i++)
 			if (kvmas_op_removes(&b[i]))
-				kvmas_k_replace_memslot(kvm, b[i].invalid, b[i].old);
+				kvmas_k_replace_memslot(kvm, b[i].invalid,
+							b[i].old);
 	} else {
 		mutex_unlock(&kvm->slots_arch_lock);
 	}
@@ -686,9 +693,9 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	cmd->grace_periods = 0;
 	cmd->dirty_pages = 0;
 	cmd->route = KVMAS_ROUTE_NONE;
-	if ((cmd->flags & ~(KVMAS_BATCH_VALIDATE_ONLY |
-			    KVMAS_BATCH_ROUTE_INVALIDATE)) || cmd->__reserved32 ||
-	    cmd->__reserved || !n ||
+	if ((cmd->flags &
+	     ~(KVMAS_BATCH_VALIDATE_ONLY | KVMAS_BATCH_ROUTE_INVALIDATE)) ||
+	    cmd->__reserved32 || cmd->__reserved || !n ||
 	    cmd->op_size < offsetofend(struct kvmas_batch_op, __reserved))
 		return -EINVAL;
 	if (n > KVMAS_MAX_BATCH_OPS)
@@ -705,8 +712,8 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	if (!b || !seen)
 		goto out;
 	for (i = 0; i < n; i++) {
-		void __user *src = u64_to_user_ptr(cmd->ops) +
-				   (size_t)i * cmd->op_size;
+		void __user *src =
+			u64_to_user_ptr(cmd->ops) + (size_t)i * cmd->op_size;
 
 		r = copy_struct_from_user(&b[i].u, sizeof(b[i].u), src,
 					  cmd->op_size);
@@ -723,13 +730,16 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	if (!r && (cmd->flags & KVMAS_BATCH_VALIDATE_ONLY)) {
 		/* The route a commit would take now (a report only). */
 		route = kvmas_fence_route_ok(kvm) &&
-			!(cmd->flags & KVMAS_BATCH_ROUTE_INVALIDATE) ?
-			KVMAS_ROUTE_FENCE : KVMAS_ROUTE_INVALIDATE;
+					!(cmd->flags &
+					  KVMAS_BATCH_ROUTE_INVALIDATE) ?
+				KVMAS_ROUTE_FENCE :
+				KVMAS_ROUTE_INVALIDATE;
 	} else if (!r) {
 		r = kvmas_batch_alloc(b, n);
 		if (!r)
 			r = kvmas_batch_apply(kvm, b, n, b[0].u.as_id,
-					      !(cmd->flags & KVMAS_BATCH_ROUTE_INVALIDATE),
+					      !(cmd->flags &
+						KVMAS_BATCH_ROUTE_INVALIDATE),
 					      &idx, &gps, &dirty, &route);
 	}
 	mutex_unlock(&kvm->slots_lock);

@@ -94,10 +94,9 @@ MODULE_INFO(livepatch, "Y");
  * module/klp-syms.list; klp-convert --check fails the build if a weak
  * undefined symbol is not listed or is used other than by a direct call.
  */
-extern void kvm_arch_mmu_enable_log_dirty_pt_masked(struct kvm *kvm,
-						    struct kvm_memory_slot *slot,
-						    gfn_t gfn_offset,
-						    unsigned long mask) __weak;
+extern void kvm_arch_mmu_enable_log_dirty_pt_masked(
+	struct kvm *kvm, struct kvm_memory_slot *slot, gfn_t gfn_offset,
+	unsigned long mask) __weak;
 
 extern int kvm_arch_prepare_memory_region(struct kvm *kvm,
 					  const struct kvm_memory_slot *old,
@@ -194,7 +193,8 @@ void kvmas_k_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 
 #define KVMAS_CALL_INVALIDATE_BEGIN(...) kvm_mmu_invalidate_begin(__VA_ARGS__)
 #define KVMAS_CALL_INVALIDATE_END(...) kvm_mmu_invalidate_end(__VA_ARGS__)
-#define KVMAS_CALL_INVALIDATE_RANGE_ADD(...) kvm_mmu_invalidate_range_add(__VA_ARGS__)
+#define KVMAS_CALL_INVALIDATE_RANGE_ADD(...) \
+	kvm_mmu_invalidate_range_add(__VA_ARGS__)
 
 #else /* KVMAS_ROUTE_KALLSYMS */
 #include <linux/kallsyms.h>
@@ -220,8 +220,8 @@ enum {
 
 struct kvmas_internal {
 	const char *name;
-	unsigned int features;	/* what cannot work without it */
-	void *fn;		/* callable entry, NULL if refused */
+	unsigned int features; /* what cannot work without it */
+	void *fn; /* callable entry, NULL if refused */
 };
 
 static struct kvmas_internal kvmas_internals[KVMAS_I_COUNT] = {
@@ -310,8 +310,9 @@ static void *kvmas_landing_pad(unsigned long addr, const char **why)
 	return (void *)(addr - 4);
 #elif defined(CONFIG_ARM64_BTI_KERNEL)
 	if (copy_from_kernel_nofault(&insn, (void *)addr, sizeof(insn)) ||
-	    !(insn == 0xd503245f || insn == 0xd50324df ||	/* BTI C, BTI JC */
-	      insn == 0xd503233f || insn == 0xd503237f)) {	/* PACIASP, PACIBSP */
+	    !(insn == 0xd503245f || insn == 0xd50324df || /* BTI C, BTI JC */
+	      insn == 0xd503233f ||
+	      insn == 0xd503237f)) { /* PACIASP, PACIBSP */
 		*why = "no BTI landing pad";
 		return NULL;
 	}
@@ -341,10 +342,11 @@ static unsigned int kvmas_kallsyms_resolve(void)
 		in->fn = addr ? kvmas_landing_pad(addr, &why) : NULL;
 		if (!in->fn) {
 			missing |= in->features;
-			pr_info("kallsyms route: %s unusable: %s\n", in->name, why);
+			pr_info("kallsyms route: %s unusable: %s\n", in->name,
+				why);
 		} else {
-			pr_info("kallsyms route: %s callable at %pS\n", in->name,
-				in->fn);
+			pr_info("kallsyms route: %s callable at %pS\n",
+				in->name, in->fn);
 		}
 	}
 	return all & ~missing;
@@ -364,8 +366,8 @@ int kvmas_k_prepare_memory_region(struct kvm *kvm,
 				  struct kvm_memory_slot *new,
 				  enum kvm_mr_change change)
 {
-	return KVMAS_KCALL(KVMAS_I_PREPARE, kvm_arch_prepare_memory_region,
-			   kvm, old, new, change);
+	return KVMAS_KCALL(KVMAS_I_PREPARE, kvm_arch_prepare_memory_region, kvm,
+			   old, new, change);
 }
 
 void kvmas_k_commit_memory_region(struct kvm *kvm, struct kvm_memory_slot *old,
@@ -406,16 +408,18 @@ void kvmas_k_swap_active_memslots(struct kvm *kvm, int as_id)
 void kvmas_k_replace_memslot(struct kvm *kvm, struct kvm_memory_slot *old,
 			     struct kvm_memory_slot *new)
 {
-	KVMAS_KCALL(KVMAS_I_REPLACE_MEMSLOT, kvm_replace_memslot, kvm, old, new);
+	KVMAS_KCALL(KVMAS_I_REPLACE_MEMSLOT, kvm_replace_memslot, kvm, old,
+		    new);
 }
 
-#define KVMAS_CALL_INVALIDATE_BEGIN(...) \
-	KVMAS_KCALL(KVMAS_I_INVALIDATE_BEGIN, kvm_mmu_invalidate_begin, __VA_ARGS__)
+#define KVMAS_CALL_INVALIDATE_BEGIN(...)                                \
+	KVMAS_KCALL(KVMAS_I_INVALIDATE_BEGIN, kvm_mmu_invalidate_begin, \
+		    __VA_ARGS__)
 #define KVMAS_CALL_INVALIDATE_END(...) \
 	KVMAS_KCALL(KVMAS_I_INVALIDATE_END, kvm_mmu_invalidate_end, __VA_ARGS__)
-#define KVMAS_CALL_INVALIDATE_RANGE_ADD(...) \
-	KVMAS_KCALL(KVMAS_I_INVALIDATE_RANGE_ADD, kvm_mmu_invalidate_range_add, \
-		    __VA_ARGS__)
+#define KVMAS_CALL_INVALIDATE_RANGE_ADD(...)      \
+	KVMAS_KCALL(KVMAS_I_INVALIDATE_RANGE_ADD, \
+		    kvm_mmu_invalidate_range_add, __VA_ARGS__)
 #endif /* KVMAS_ROUTE_KALLSYMS */
 
 /*
@@ -520,7 +524,10 @@ static int kvmas_dirty_ring_reset(struct kvm *kvm, struct kvm_dirty_ring *ring)
 			break;
 		if (fatal_signal_pending(current))
 			break;
-		/* Userspace-owned memory: read each field exactly once. */
+		/*
+		 * Userspace-owned memory: read each field exactly once (ordered
+		 * after the flags by the acquire above).
+		 */
 		next_slot = READ_ONCE(entry->slot);
 		next_offset = READ_ONCE(entry->offset);
 		/*
@@ -559,6 +566,7 @@ static int kvmas_dirty_ring_reset(struct kvm *kvm, struct kvm_dirty_ring *ring)
 static void kvmas_post_patch(struct klp_object *obj)
 {
 #ifdef KVMAS_TEST_MISSING_SYMBOL
+	/* Never true; READ_ONCE keeps the call (and its relocation) emitted. */
 	if (READ_ONCE(kvmas_test_call_missing))
 		kvmas_test_no_such_kvm_function();
 #endif
@@ -581,7 +589,7 @@ static struct klp_func kvmas_klp_funcs[] = {
 		.old_name = "kvm_dirty_ring_reset",
 		.new_func = kvmas_dirty_ring_reset,
 	},
-	{ }
+	{}
 };
 
 static struct klp_object kvmas_klp_objs[] = {
@@ -608,8 +616,10 @@ int kvmas_internals_init(void)
 
 	if (ret) {
 		pr_err("cannot enable the livepatch (%d)%s; refusing to load\n",
-		       ret, ret == -ENOENT || ret == -EINVAL ?
-		       ": this kvm lacks a function the module needs" : "");
+		       ret,
+		       ret == -ENOENT || ret == -EINVAL ?
+			       ": this kvm lacks a function the module needs" :
+			       "");
 		return ret;
 	}
 	/* The .klp.rela.kvm relocations are applied: internals are callable. */

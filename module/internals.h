@@ -23,8 +23,8 @@
 #endif
 
 /* What a set of internals makes possible (reported as capabilities). */
-#define KVMAS_FEAT_RING_RESET		(1U << 0)
-#define KVMAS_FEAT_BATCH_COMMIT		(1U << 1)
+#define KVMAS_FEAT_RING_RESET (1U << 0)
+#define KVMAS_FEAT_BATCH_COMMIT (1U << 1)
 
 int kvmas_internals_init(void);
 void kvmas_internals_exit(void);
@@ -55,7 +55,8 @@ int kvmas_k_prepare_memory_region(struct kvm *kvm,
 void kvmas_k_commit_memory_region(struct kvm *kvm, struct kvm_memory_slot *old,
 				  const struct kvm_memory_slot *new,
 				  enum kvm_mr_change change);
-void kvmas_k_flush_shadow_memslot(struct kvm *kvm, struct kvm_memory_slot *slot);
+void kvmas_k_flush_shadow_memslot(struct kvm *kvm,
+				  struct kvm_memory_slot *slot);
 void kvmas_k_guest_memory_reclaimed(struct kvm *kvm);
 void kvmas_k_free_memslot(struct kvm *kvm, struct kvm_memory_slot *slot);
 /* Caller holds slots_lock and slots_arch_lock; returns with the latter released. */

@@ -17,12 +17,12 @@ struct module;
  * load it with acquire semantics (see kvmas_session_vm()).
  */
 struct kvmas_session {
-	struct mutex attach_lock;	/* serialises ATTACH_VM on this session */
+	struct mutex attach_lock; /* serialises ATTACH_VM on this session */
 	struct kvm *kvm;
-	struct module *kvm_owner;	/* module providing the VM's fops */
+	struct module *kvm_owner; /* module providing the VM's fops */
 	u64 id;
 	pid_t tgid;
-	struct list_head node;		/* on kvmas_sessions, for netlink dumps */
+	struct list_head node; /* on kvmas_sessions, for netlink dumps */
 };
 
 struct kvmas_stats {

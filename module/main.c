@@ -80,11 +80,11 @@ static int kvmas_get_caps(struct kvmas_session *s, struct kvmas_caps *cmd)
 	return 0;
 }
 
-#define KVMAS_OP(_nr, _struct, _last, _e2big)                              \
-	[_nr] = {                                                          \
-		.size = sizeof(struct _struct),                            \
-		.min_size = offsetofend(struct _struct, _last),            \
-		.respond_on_e2big = _e2big,                                \
+#define KVMAS_OP(_nr, _struct, _last, _e2big)                   \
+	[_nr] = {                                               \
+		.size = sizeof(struct _struct),                 \
+		.min_size = offsetofend(struct _struct, _last), \
+		.respond_on_e2big = _e2big,                     \
 	}
 
 static const struct kvmas_ioctl_op kvmas_ops[] = {
@@ -244,7 +244,8 @@ static int __init kvmas_init(void)
 		return 0;
 	}
 	kvmas_misc_registered = true;
-	pr_info("version " KVMAS_VERSION " (api %d) loaded, %d address space(s)\n",
+	pr_info("version " KVMAS_VERSION
+		" (api %d) loaded, %d address space(s)\n",
 		KVMAS_API_VERSION, kvmas_kvm_max_as());
 	return 0;
 
@@ -270,5 +271,6 @@ module_exit(kvmas_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("kvm-atomic-slots developers");
-MODULE_DESCRIPTION("Atomic batched KVM memslot updates and ordered dirty-ring reset");
+MODULE_DESCRIPTION(
+	"Atomic batched KVM memslot updates and ordered dirty-ring reset");
 MODULE_VERSION(KVMAS_VERSION);

@@ -221,6 +221,7 @@ int kvmas_get_vm_info(struct kvmas_session *s, struct kvmas_vm_info *cmd)
 	if (READ_ONCE(kvm->vm_bugged))
 		cmd->vm_flags |= KVMAS_VM_BUGGED;
 
+	/* kvm->srcu: the memslot pointers, as a vCPU would read them. */
 	idx = srcu_read_lock(&kvm->srcu);
 	for (as = 0; as < cmd->nr_address_spaces && as < KVMAS_MAX_AS; as++) {
 		slots = __kvm_memslots(kvm, as);
@@ -267,7 +268,7 @@ static void kvmas_fill_slot(struct kvmas_slot *out,
 int kvmas_get_layout(struct kvmas_session *s, struct kvmas_layout *cmd)
 {
 	u32 known = KVMAS_LAYOUT_ALL_AS | KVMAS_LAYOUT_INTERNAL;
-	struct kvmas_slot *buf = NULL, __user *uent;
+	struct kvmas_slot *buf = NULL, __user * uent;
 	u32 cap, count = 0, i, first_as, last_as;
 	struct kvm_memory_slot *slot;
 	struct kvm_memslots *slots;

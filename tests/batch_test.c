@@ -34,8 +34,11 @@ static struct batch_res commit(int dev, struct kvmas_batch_op *ops,
 			       unsigned int n, unsigned int flags)
 {
 	struct kvmas_commit_batch c = {
-		.size = sizeof(c), .flags = flags, .nr_ops = n,
-		.op_size = sizeof(*ops), .ops = (uintptr_t)ops,
+		.size = sizeof(c),
+		.flags = flags,
+		.nr_ops = n,
+		.op_size = sizeof(*ops),
+		.ops = (uintptr_t)ops,
 	};
 	struct batch_res r;
 
@@ -52,8 +55,11 @@ static struct kvmas_batch_op op(unsigned int kind, unsigned int slot,
 				unsigned int flags)
 {
 	return (struct kvmas_batch_op){
-		.op = kind, .slot = slot, .flags = flags,
-		.guest_phys_addr = gpa, .memory_size = size,
+		.op = kind,
+		.slot = slot,
+		.flags = flags,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
 		.userspace_addr = (uintptr_t)hva,
 	};
 }
@@ -74,8 +80,8 @@ static void layout_str(int dev, unsigned int as, char *buf, size_t len)
 	if (kvmas_layout(dev, 0, as, s, 64, &nr, NULL))
 		snprintf(buf, len, "(error)");
 	for (i = 0; i < nr && used < len; i++)
-		used += snprintf(buf + used, len - used, "%u:%llx+%llx[%x]@%llx ",
-				 s[i].slot,
+		used += snprintf(buf + used, len - used,
+				 "%u:%llx+%llx[%x]@%llx ", s[i].slot,
 				 (unsigned long long)s[i].guest_phys_addr,
 				 (unsigned long long)s[i].memory_size,
 				 s[i].flags,
@@ -123,8 +129,10 @@ TEST_F(b, split_merge_resize_move_ro)
 
 	/* Three creates: one grace period. */
 	ops[0] = op(KVMAS_OP_CREATE, 1, 0x100000, 2 * MiB, m, 0);
-	ops[1] = op(KVMAS_OP_CREATE, 2, 0x400000, 1 * MiB, m + 4 * MiB, KVM_MEM_LOG_DIRTY_PAGES);
-	ops[2] = op(KVMAS_OP_CREATE, 3, 0x1000000, 1 * MiB, m + 8 * MiB, KVM_MEM_READONLY);
+	ops[1] = op(KVMAS_OP_CREATE, 2, 0x400000, 1 * MiB, m + 4 * MiB,
+		    KVM_MEM_LOG_DIRTY_PAGES);
+	ops[2] = op(KVMAS_OP_CREATE, 3, 0x1000000, 1 * MiB, m + 8 * MiB,
+		    KVM_MEM_READONLY);
 	r = commit(self->dev, ops, 3, 0);
 	ASSERT_EQ(0, r.err);
 	EXPECT_EQ(1, r.gps);
@@ -148,8 +156,10 @@ TEST_F(b, split_merge_resize_move_ro)
 	/* Merge them back, move slot 3, make slot 2 read-only, stop logging. */
 	ops[0] = del(4);
 	ops[1] = op(KVMAS_OP_REPLACE, 1, 0x100000, 2 * MiB, m, 0);
-	ops[2] = op(KVMAS_OP_MOVE, 3, 0x2000000, 1 * MiB, m + 8 * MiB, KVM_MEM_READONLY);
-	ops[3] = op(KVMAS_OP_REPLACE, 2, 0x400000, 1 * MiB, m + 4 * MiB, KVM_MEM_READONLY);
+	ops[2] = op(KVMAS_OP_MOVE, 3, 0x2000000, 1 * MiB, m + 8 * MiB,
+		    KVM_MEM_READONLY);
+	ops[3] = op(KVMAS_OP_REPLACE, 2, 0x400000, 1 * MiB, m + 4 * MiB,
+		    KVM_MEM_READONLY);
 	r = commit(self->dev, ops, 4, 0);
 	ASSERT_EQ(0, r.err);
 	EXPECT_EQ(GPS_REMOVING(r), r.gps);
@@ -176,14 +186,16 @@ TEST_F(b, grace_periods_constant)
 	unsigned int i;
 
 	for (i = 0; i < 256; i++)
-		ops[i] = op(KVMAS_OP_CREATE, 100 + i, 0x10000000ULL + i * 64 * KiB,
-			    64 * KiB, self->m + i * 64 * KiB, 0);
+		ops[i] = op(KVMAS_OP_CREATE, 100 + i,
+			    0x10000000ULL + i * 64 * KiB, 64 * KiB,
+			    self->m + i * 64 * KiB, 0);
 	r = commit(self->dev, ops, 256, 0);
 	ASSERT_EQ(0, r.err);
 	EXPECT_EQ(1, r.gps);
 	for (i = 0; i < 256; i++)
-		ops[i] = op(KVMAS_OP_REPLACE, 100 + i, 0x10000000ULL + i * 64 * KiB,
-			    32 * KiB, self->m + i * 64 * KiB, 0);
+		ops[i] = op(KVMAS_OP_REPLACE, 100 + i,
+			    0x10000000ULL + i * 64 * KiB, 32 * KiB,
+			    self->m + i * 64 * KiB, 0);
 	r = commit(self->dev, ops, 256, 0);
 	ASSERT_EQ(0, r.err);
 	EXPECT_EQ(GPS_REMOVING(r), r.gps);
@@ -217,63 +229,143 @@ TEST_F(b, validation_table)
 	};
 	struct bad_case cases[] = {
 		{ "unknown op", 1, { { .op = 99, .slot = 5 } }, -EINVAL, 0 },
-		{ "reserved field", 1, { { .op = KVMAS_OP_DELETE, .slot = 1,
-					   .__reserved = { 1 } } }, -EINVAL, 0 },
-		{ "two address spaces", 2, { del(1), { .op = KVMAS_OP_CREATE, .slot = 9,
-				.as_id = 1, .guest_phys_addr = 0, .memory_size = 4096,
-				.userspace_addr = (uintptr_t)m } }, -EINVAL, 1 },
-		{ "address space out of range", 1, { { .op = KVMAS_OP_DELETE,
-				.slot = 1, .as_id = 7 } }, -EINVAL, 0 },
-		{ "slot id out of range", 1, { op(KVMAS_OP_CREATE, 40000, 0x10000000,
-				4096, m, 0) }, -EINVAL, 0 },
-		{ "same slot twice", 2, { op(KVMAS_OP_SET_FLAGS, 1, 0, 0, NULL, 0),
-				del(1) }, -EINVAL, 1 },
-		{ "create over an existing id", 1, { op(KVMAS_OP_CREATE, 1,
-				0x10000000, 4096, m, 0) }, -EEXIST, 0 },
+		{ "reserved field",
+		  1,
+		  { { .op = KVMAS_OP_DELETE, .slot = 1, .__reserved = { 1 } } },
+		  -EINVAL,
+		  0 },
+		{ "two address spaces",
+		  2,
+		  { del(1),
+		    { .op = KVMAS_OP_CREATE,
+		      .slot = 9,
+		      .as_id = 1,
+		      .guest_phys_addr = 0,
+		      .memory_size = 4096,
+		      .userspace_addr = (uintptr_t)m } },
+		  -EINVAL,
+		  1 },
+		{ "address space out of range",
+		  1,
+		  { { .op = KVMAS_OP_DELETE, .slot = 1, .as_id = 7 } },
+		  -EINVAL,
+		  0 },
+		{ "slot id out of range",
+		  1,
+		  { op(KVMAS_OP_CREATE, 40000, 0x10000000, 4096, m, 0) },
+		  -EINVAL,
+		  0 },
+		{ "same slot twice",
+		  2,
+		  { op(KVMAS_OP_SET_FLAGS, 1, 0, 0, NULL, 0), del(1) },
+		  -EINVAL,
+		  1 },
+		{ "create over an existing id",
+		  1,
+		  { op(KVMAS_OP_CREATE, 1, 0x10000000, 4096, m, 0) },
+		  -EEXIST,
+		  0 },
 		{ "delete a missing id", 2, { del(2), del(33) }, -ENOENT, 1 },
-		{ "unaligned gpa", 1, { op(KVMAS_OP_CREATE, 5, 0x10000800, 4096, m, 0) },
-		  -EINVAL, 0 },
-		{ "unaligned size", 1, { op(KVMAS_OP_CREATE, 5, 0x10000000, 100, m, 0) },
-		  -EINVAL, 0 },
-		{ "unaligned hva", 1, { op(KVMAS_OP_CREATE, 5, 0x10000000, 4096, m + 1, 0) },
-		  -EINVAL, 0 },
-		{ "zero size", 1, { op(KVMAS_OP_CREATE, 5, 0x10000000, 0, m, 0) },
-		  -EINVAL, 0 },
-		{ "unknown memslot flag", 1, { op(KVMAS_OP_CREATE, 5, 0x10000000,
-				4096, m, 0x80) }, -EINVAL, 0 },
-		{ "gpa + size overflows", 1, { op(KVMAS_OP_CREATE, 5,
-				0xfffffffffffff000ULL, 8192, m, 0) }, -EINVAL, 0 },
-		{ "kernel hva", 1, { { .op = KVMAS_OP_CREATE, .slot = 5,
-				.guest_phys_addr = 0x10000000, .memory_size = 4096,
-				.userspace_addr = 0xffff888000000000ULL } }, -EINVAL, 0 },
-		{ "overlaps a slot that stays", 1, { op(KVMAS_OP_CREATE, 5,
-				0x300000, 2 * MiB, m, 0) }, -EEXIST, 0 },
-		{ "two new slots overlap", 2, { op(KVMAS_OP_CREATE, 5, 0x10000000,
-				2 * MiB, m, 0), op(KVMAS_OP_CREATE, 6, 0x10100000,
-				2 * MiB, m, 0) }, -EEXIST, 1 },
-		{ "overlaps a slot whose flags change", 2, { op(KVMAS_OP_SET_FLAGS,
-				2, 0, 0, NULL, KVM_MEM_LOG_DIRTY_PAGES),
-				op(KVMAS_OP_CREATE, 5, 0x400000, 4096, m, 0) },
-		  -EEXIST, 1 },
-		{ "move changes the size", 1, { op(KVMAS_OP_MOVE, 1, 0x10000000,
-				1 * MiB, m, 0) }, -EINVAL, 0 },
-		{ "move to the same gpa", 1, { op(KVMAS_OP_MOVE, 1, 0x100000,
-				2 * MiB, m, 0) }, -EINVAL, 0 },
-		{ "set_flags changes READONLY", 1, { op(KVMAS_OP_SET_FLAGS, 1, 0, 0,
-				NULL, KVM_MEM_READONLY) }, -EINVAL, 0 },
-		{ "delete with a range", 1, { { .op = KVMAS_OP_DELETE, .slot = 1,
-				.memory_size = 4096 } }, -EINVAL, 0 },
-		{ "dirty buffer on a create", 1, { { .op = KVMAS_OP_CREATE, .slot = 5,
-				.guest_phys_addr = 0x10000000, .memory_size = 4096,
-				.userspace_addr = (uintptr_t)m, .dirty_bitmap = (uintptr_t)m } },
-		  -EINVAL, 0 },
-		{ "unwritable dirty buffer", 1, { { .op = KVMAS_OP_DELETE, .slot = 1,
-				.dirty_bitmap = 16 } }, -EFAULT, 0 },
+		{ "unaligned gpa",
+		  1,
+		  { op(KVMAS_OP_CREATE, 5, 0x10000800, 4096, m, 0) },
+		  -EINVAL,
+		  0 },
+		{ "unaligned size",
+		  1,
+		  { op(KVMAS_OP_CREATE, 5, 0x10000000, 100, m, 0) },
+		  -EINVAL,
+		  0 },
+		{ "unaligned hva",
+		  1,
+		  { op(KVMAS_OP_CREATE, 5, 0x10000000, 4096, m + 1, 0) },
+		  -EINVAL,
+		  0 },
+		{ "zero size",
+		  1,
+		  { op(KVMAS_OP_CREATE, 5, 0x10000000, 0, m, 0) },
+		  -EINVAL,
+		  0 },
+		{ "unknown memslot flag",
+		  1,
+		  { op(KVMAS_OP_CREATE, 5, 0x10000000, 4096, m, 0x80) },
+		  -EINVAL,
+		  0 },
+		{ "gpa + size overflows",
+		  1,
+		  { op(KVMAS_OP_CREATE, 5, 0xfffffffffffff000ULL, 8192, m, 0) },
+		  -EINVAL,
+		  0 },
+		{ "kernel hva",
+		  1,
+		  { { .op = KVMAS_OP_CREATE,
+		      .slot = 5,
+		      .guest_phys_addr = 0x10000000,
+		      .memory_size = 4096,
+		      .userspace_addr = 0xffff888000000000ULL } },
+		  -EINVAL,
+		  0 },
+		{ "overlaps a slot that stays",
+		  1,
+		  { op(KVMAS_OP_CREATE, 5, 0x300000, 2 * MiB, m, 0) },
+		  -EEXIST,
+		  0 },
+		{ "two new slots overlap",
+		  2,
+		  { op(KVMAS_OP_CREATE, 5, 0x10000000, 2 * MiB, m, 0),
+		    op(KVMAS_OP_CREATE, 6, 0x10100000, 2 * MiB, m, 0) },
+		  -EEXIST,
+		  1 },
+		{ "overlaps a slot whose flags change",
+		  2,
+		  { op(KVMAS_OP_SET_FLAGS, 2, 0, 0, NULL,
+		       KVM_MEM_LOG_DIRTY_PAGES),
+		    op(KVMAS_OP_CREATE, 5, 0x400000, 4096, m, 0) },
+		  -EEXIST,
+		  1 },
+		{ "move changes the size",
+		  1,
+		  { op(KVMAS_OP_MOVE, 1, 0x10000000, 1 * MiB, m, 0) },
+		  -EINVAL,
+		  0 },
+		{ "move to the same gpa",
+		  1,
+		  { op(KVMAS_OP_MOVE, 1, 0x100000, 2 * MiB, m, 0) },
+		  -EINVAL,
+		  0 },
+		{ "set_flags changes READONLY",
+		  1,
+		  { op(KVMAS_OP_SET_FLAGS, 1, 0, 0, NULL, KVM_MEM_READONLY) },
+		  -EINVAL,
+		  0 },
+		{ "delete with a range",
+		  1,
+		  { { .op = KVMAS_OP_DELETE, .slot = 1, .memory_size = 4096 } },
+		  -EINVAL,
+		  0 },
+		{ "dirty buffer on a create",
+		  1,
+		  { { .op = KVMAS_OP_CREATE,
+		      .slot = 5,
+		      .guest_phys_addr = 0x10000000,
+		      .memory_size = 4096,
+		      .userspace_addr = (uintptr_t)m,
+		      .dirty_bitmap = (uintptr_t)m } },
+		  -EINVAL,
+		  0 },
+		{ "unwritable dirty buffer",
+		  1,
+		  { { .op = KVMAS_OP_DELETE, .slot = 1, .dirty_bitmap = 16 } },
+		  -EFAULT,
+		  0 },
 	};
 
 	ASSERT_EQ(0, commit(self->dev, base, 2, 0).err);
 	layout_str(self->dev, 0, before, sizeof(before));
-	ASSERT_EQ(0, kvmas_layout(self->dev, KVMAS_LAYOUT_ALL_AS, 0, NULL, 0, &nr, gen0) == -E2BIG ? 0 : -1);
+	ASSERT_EQ(0, kvmas_layout(self->dev, KVMAS_LAYOUT_ALL_AS, 0, NULL, 0,
+				  &nr, gen0) == -E2BIG ?
+			     0 :
+			     -1);
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		r = commit(self->dev, cases[i].ops, cases[i].nr, 0);
@@ -294,11 +386,15 @@ TEST_F(b, validation_table)
 	EXPECT_EQ(0, r.err);
 	layout_str(self->dev, 0, after, sizeof(after));
 	EXPECT_STREQ(before, after);
-	ASSERT_EQ(0, kvmas_layout(self->dev, KVMAS_LAYOUT_ALL_AS, 0, NULL, 0, &nr, gen1) == -E2BIG ? 0 : -1);
+	ASSERT_EQ(0, kvmas_layout(self->dev, KVMAS_LAYOUT_ALL_AS, 0, NULL, 0,
+				  &nr, gen1) == -E2BIG ?
+			     0 :
+			     -1);
 	EXPECT_EQ(gen0[0], gen1[0]);
 
 	/* Struct-level refusals. */
-	c = (struct kvmas_commit_batch){ .size = sizeof(c), .nr_ops = 0,
+	c = (struct kvmas_commit_batch){ .size = sizeof(c),
+					 .nr_ops = 0,
 					 .op_size = sizeof(base[0]),
 					 .ops = (uintptr_t)base };
 	EXPECT_EQ(-EINVAL, sys_ret(ioctl(self->dev, KVMAS_COMMIT_BATCH, &c)));
@@ -325,14 +421,16 @@ TEST_F(b, rollback_after_prepare_failure)
 	uint8_t *m = self->m;
 	struct kvmas_batch_op ops[3] = {
 		op(KVMAS_OP_CREATE, 1, 0x100000, 2 * MiB, m, 0),
-		op(KVMAS_OP_CREATE, 2, 0x400000, 2 * MiB, m + 4 * MiB, KVM_MEM_LOG_DIRTY_PAGES),
+		op(KVMAS_OP_CREATE, 2, 0x400000, 2 * MiB, m + 4 * MiB,
+		   KVM_MEM_LOG_DIRTY_PAGES),
 	};
 	char before[1024], after[1024];
 	struct batch_res r;
 
 	ASSERT_EQ(0, commit(self->dev, ops, 2, 0).err);
 	layout_str(self->dev, 0, before, sizeof(before));
-	ops[0] = op(KVMAS_OP_REPLACE, 1, 0x100000, 1 * MiB, m, KVM_MEM_READONLY);
+	ops[0] =
+		op(KVMAS_OP_REPLACE, 1, 0x100000, 1 * MiB, m, KVM_MEM_READONLY);
 	ops[1] = del(2);
 	ops[2] = op(KVMAS_OP_CREATE, 3, 1ULL << 60, 2 * MiB, m + 8 * MiB, 0);
 	r = commit(self->dev, ops, 3, 0);
@@ -363,17 +461,22 @@ TEST_F(b, library_batch)
 	ASSERT_NE(NULL, bt);
 	ASSERT_EQ(0, kvmas_open(&kv));
 	ASSERT_EQ(0, kvmas_attach_vm(kv, self->vm));
-	ASSERT_EQ(0, kvmas_batch_create(bt, 0, 1, 0, 0x100000, 2 * MiB, self->m));
-	ASSERT_EQ(0, kvmas_batch_create(bt, 0, 2, 0, 0x200000, 2 * MiB, self->m));
+	ASSERT_EQ(0,
+		  kvmas_batch_create(bt, 0, 1, 0, 0x100000, 2 * MiB, self->m));
+	ASSERT_EQ(0,
+		  kvmas_batch_create(bt, 0, 2, 0, 0x200000, 2 * MiB, self->m));
 	r = kvmas_batch_commit(kv, bt, 0, &res);
 	EXPECT_EQ(-EEXIST, r);
 	EXPECT_EQ(1, res.error_index);
 	kvmas_batch_describe_error(bt, r, &res, msg, sizeof(msg));
-	EXPECT_EQ(0, strncmp(msg, "op 1 (create slot 2 as 0 gpa 0x200000", 37)) TH_LOG("%s", msg);
+	EXPECT_EQ(0, strncmp(msg, "op 1 (create slot 2 as 0 gpa 0x200000", 37))
+	TH_LOG("%s", msg);
 	TH_LOG("%s", msg);
 	kvmas_batch_reset(bt);
-	ASSERT_EQ(0, kvmas_batch_create(bt, 0, 1, 0, 0x100000, 2 * MiB, self->m));
-	ASSERT_EQ(0, kvmas_batch_create(bt, 0, 2, 0, 0x300000, 2 * MiB, self->m));
+	ASSERT_EQ(0,
+		  kvmas_batch_create(bt, 0, 1, 0, 0x100000, 2 * MiB, self->m));
+	ASSERT_EQ(0,
+		  kvmas_batch_create(bt, 0, 2, 0, 0x300000, 2 * MiB, self->m));
 	EXPECT_EQ(0, kvmas_batch_commit(kv, bt, 0, &res));
 	EXPECT_EQ(1, res.grace_periods);
 	EXPECT_EQ(2, kvmas_batch_len(bt));
@@ -384,7 +487,8 @@ TEST_F(b, library_batch)
 /* Address space 1 (x86 SMM) on its own is fine; mixing is refused above. */
 TEST_F(b, smm_address_space)
 {
-	struct kvmas_batch_op o = op(KVMAS_OP_CREATE, 1, 0xa0000, 128 * KiB, self->m, 0);
+	struct kvmas_batch_op o =
+		op(KVMAS_OP_CREATE, 1, 0xa0000, 128 * KiB, self->m, 0);
 	struct kvmas_slot s[4];
 	unsigned int nr;
 
@@ -438,8 +542,8 @@ TEST(dirty_bits_handed_off)
 	ASSERT_EQ(0, kvmas_attach(dev, r.vm));
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 
-	ops[0] = op(KVMAS_OP_REPLACE, RV_DATA_SLOT, RV_DATA_GPA, 32 * 4096, r.data,
-		    KVM_MEM_LOG_DIRTY_PAGES);
+	ops[0] = op(KVMAS_OP_REPLACE, RV_DATA_SLOT, RV_DATA_GPA, 32 * 4096,
+		    r.data, KVM_MEM_LOG_DIRTY_PAGES);
 	ops[0].dirty_bitmap = (uintptr_t)back;
 	ops[1] = op(KVMAS_OP_CREATE, 7, RV_DATA_GPA + 32 * 4096, 32 * 4096,
 		    r.data + 32 * 4096, KVM_MEM_LOG_DIRTY_PAGES);
@@ -456,8 +560,9 @@ TEST(dirty_bits_handed_off)
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	ASSERT_EQ(0, kvm_set_slot(r.vm, 0, 7, 0, 0, 0, NULL));
 	ASSERT_EQ(0, kvm_set_slot(r.vm, 0, RV_DATA_SLOT, 0, 0, 0, NULL));
-	ASSERT_EQ(0, kvm_set_slot(r.vm, 0, RV_DATA_SLOT, KVM_MEM_LOG_DIRTY_PAGES,
-				  RV_DATA_GPA, 64 * 4096, r.data));
+	ASSERT_EQ(0,
+		  kvm_set_slot(r.vm, 0, RV_DATA_SLOT, KVM_MEM_LOG_DIRTY_PAGES,
+			       RV_DATA_GPA, 64 * 4096, r.data));
 	a[0] = 0;
 	ASSERT_EQ(0, dirty_log(r.vm, RV_DATA_SLOT, a));
 	EXPECT_EQ(0, a[0]);
@@ -485,7 +590,7 @@ struct worker {
 	int err;
 };
 
-#define WIN(t) (0x10000000ULL + (uint64_t)(t) * 4 * MiB)
+#define WIN(t) (0x10000000ULL + (uint64_t)(t)*4 * MiB)
 
 static void *batcher(void *arg)
 {
@@ -499,8 +604,8 @@ static void *batcher(void *arg)
 		struct kvmas_batch_op ops[2] = {
 			op(KVMAS_OP_REPLACE, 10 + 2 * w->t, WIN(w->t), k,
 			   c->m + w->t * 4 * MiB, 0),
-			op(KVMAS_OP_REPLACE, 11 + 2 * w->t, WIN(w->t) + k, 2 * MiB - k,
-			   c->m + w->t * 4 * MiB + k, 0),
+			op(KVMAS_OP_REPLACE, 11 + 2 * w->t, WIN(w->t) + k,
+			   2 * MiB - k, c->m + w->t * 4 * MiB + k, 0),
 		};
 		w->err = commit(c->dev, ops, 2, 0).err;
 	}
@@ -514,7 +619,8 @@ static void *stocker(void *arg)
 
 	for (i = 0; i < 200 && !err; i++)
 		err = kvm_set_slot(c->vm, 0, 99, 0, 0x20000000,
-				   (i & 1) ? 0 : 1 * MiB, (i & 1) ? NULL : c->m);
+				   (i & 1) ? 0 : 1 * MiB,
+				   (i & 1) ? NULL : c->m);
 	if (err)
 		__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
 	return NULL;
@@ -539,12 +645,15 @@ static void *reader(void *arg)
 			t = (s[i].slot - 10) / 2;
 			sum[t] += s[i].memory_size;
 			if (s[i].guest_phys_addr < WIN(t) ||
-			    s[i].guest_phys_addr + s[i].memory_size > WIN(t) + 2 * MiB)
-				__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
+			    s[i].guest_phys_addr + s[i].memory_size >
+				    WIN(t) + 2 * MiB)
+				__atomic_add_fetch(&c->errors, 1,
+						   __ATOMIC_RELAXED);
 		}
 		for (t = 0; t < 4; t++)
 			if (sum[t] != 2 * MiB)
-				__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
+				__atomic_add_fetch(&c->errors, 1,
+						   __ATOMIC_RELAXED);
 		c->snapshots++;
 	}
 	return NULL;
@@ -561,8 +670,9 @@ TEST_F(b, concurrent_batches_and_stock)
 	for (t = 0; t < 4; t++) {
 		init[2 * t] = op(KVMAS_OP_CREATE, 10 + 2 * t, WIN(t), 1 * MiB,
 				 self->m + t * 4 * MiB, 0);
-		init[2 * t + 1] = op(KVMAS_OP_CREATE, 11 + 2 * t, WIN(t) + 1 * MiB,
-				     1 * MiB, self->m + t * 4 * MiB + 1 * MiB, 0);
+		init[2 * t + 1] = op(KVMAS_OP_CREATE, 11 + 2 * t,
+				     WIN(t) + 1 * MiB, 1 * MiB,
+				     self->m + t * 4 * MiB + 1 * MiB, 0);
 	}
 	ASSERT_EQ(0, commit(self->dev, init, 8, 0).err);
 	ASSERT_EQ(0, pthread_create(&tr, NULL, reader, &c));
@@ -611,34 +721,46 @@ static int hammer_batches(struct wl_vm *w, int dev, int iters,
 		unsigned int n;
 
 		switch (i % 5) {
-		case 0:	/* split: [128K] -> [64K][192K] */
-			ops[0] = op(KVMAS_OP_REPLACE, 1, WL_TARGET_GPA, 64 * KiB, w->target, 0);
-			ops[1] = op(KVMAS_OP_CREATE, 2, WL_TARGET_GPA + 64 * KiB, 192 * KiB,
+		case 0: /* split: [128K] -> [64K][192K] */
+			ops[0] = op(KVMAS_OP_REPLACE, 1, WL_TARGET_GPA,
+				    64 * KiB, w->target, 0);
+			ops[1] = op(KVMAS_OP_CREATE, 2,
+				    WL_TARGET_GPA + 64 * KiB, 192 * KiB,
 				    w->target + 64 * KiB, 0);
 			n = 2;
 			break;
-		case 1:	/* merge into one 256K slot */
+		case 1: /* merge into one 256K slot */
 			ops[0] = del(2);
-			ops[1] = op(KVMAS_OP_REPLACE, 1, WL_TARGET_GPA, 256 * KiB, w->target, 0);
+			ops[1] = op(KVMAS_OP_REPLACE, 1, WL_TARGET_GPA,
+				    256 * KiB, w->target, 0);
 			n = 2;
 			break;
 		case 2: /* shrink back to 128K */
-			ops[0] = op(KVMAS_OP_REPLACE, 1, WL_TARGET_GPA, 128 * KiB, w->target, 0);
+			ops[0] = op(KVMAS_OP_REPLACE, 1, WL_TARGET_GPA,
+				    128 * KiB, w->target, 0);
 			n = 1;
 			break;
 		case 3: /* probe slots 3 and 4 move away and back: they swap places */
 			swapped = !swapped;
-			ops[0] = op(KVMAS_OP_MOVE, 3, WL_PROBE_GPA_BASE + (swapped ? WL_PROBE_SIZE : 0),
+			ops[0] = op(KVMAS_OP_MOVE, 3,
+				    WL_PROBE_GPA_BASE +
+					    (swapped ? WL_PROBE_SIZE : 0),
 				    WL_PROBE_SIZE, pa, ro);
-			ops[1] = op(KVMAS_OP_MOVE, 4, WL_PROBE_GPA_BASE + (swapped ? 0 : WL_PROBE_SIZE),
+			ops[1] = op(KVMAS_OP_MOVE, 4,
+				    WL_PROBE_GPA_BASE +
+					    (swapped ? 0 : WL_PROBE_SIZE),
 				    WL_PROBE_SIZE, pb, ro);
 			n = 2;
 			break;
 		default: /* read-only on/off for both probe slots (vCPUs only read them) */
 			ro ^= KVM_MEM_READONLY;
-			ops[0] = op(KVMAS_OP_REPLACE, 3, WL_PROBE_GPA_BASE + (swapped ? WL_PROBE_SIZE : 0),
+			ops[0] = op(KVMAS_OP_REPLACE, 3,
+				    WL_PROBE_GPA_BASE +
+					    (swapped ? WL_PROBE_SIZE : 0),
 				    WL_PROBE_SIZE, pa, ro);
-			ops[1] = op(KVMAS_OP_REPLACE, 4, WL_PROBE_GPA_BASE + (swapped ? 0 : WL_PROBE_SIZE),
+			ops[1] = op(KVMAS_OP_REPLACE, 4,
+				    WL_PROBE_GPA_BASE +
+					    (swapped ? 0 : WL_PROBE_SIZE),
 				    WL_PROBE_SIZE, pb, ro);
 			n = 2;
 			break;
@@ -654,14 +776,20 @@ static int hammer_batches(struct wl_vm *w, int dev, int iters,
 	return 0;
 }
 
-FIXTURE(hammer) {};
-FIXTURE_SETUP(hammer) {}
-FIXTURE_TEARDOWN(hammer) {}
+FIXTURE(hammer){};
+FIXTURE_SETUP(hammer)
+{
+}
+FIXTURE_TEARDOWN(hammer)
+{
+}
 
 /* 10,000 commits take 1-2 minutes under TCG. */
 TEST_F_TIMEOUT(hammer, no_holes, 900)
 {
-	int iters = getenv("KVMAS_HAMMER_ITERS") ? atoi(getenv("KVMAS_HAMMER_ITERS")) : 10000;
+	int iters = getenv("KVMAS_HAMMER_ITERS") ?
+			    atoi(getenv("KVMAS_HAMMER_ITERS")) :
+			    10000;
 	uint32_t c0[2], p0[2];
 	int64_t mmio0, mmio1;
 	uint64_t us_batch = 0, us_inval = 0, us_stock, t0;
@@ -672,10 +800,13 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 		SKIP(return, "no batch commits on this kernel");
 	/* Both vCPUs call into the target window (functions at +0 and +64K). */
 	ASSERT_EQ(0, wl_create(&w, 2, 256 * KiB, 0x3 | WL_PROBE));
-	ASSERT_EQ(0, kvm_set_slot(w.vm, 0, 1, 0, WL_TARGET_GPA, 128 * KiB, w.target));
-	ASSERT_EQ(0, kvm_set_slot(w.vm, 0, 3, 0, WL_PROBE_GPA_BASE, WL_PROBE_SIZE, w.probe));
-	ASSERT_EQ(0, kvm_set_slot(w.vm, 0, 4, 0, WL_PROBE_GPA_BASE + WL_PROBE_SIZE,
-				  WL_PROBE_SIZE, w.probe + WL_PROBE_SIZE));
+	ASSERT_EQ(0, kvm_set_slot(w.vm, 0, 1, 0, WL_TARGET_GPA, 128 * KiB,
+				  w.target));
+	ASSERT_EQ(0, kvm_set_slot(w.vm, 0, 3, 0, WL_PROBE_GPA_BASE,
+				  WL_PROBE_SIZE, w.probe));
+	ASSERT_EQ(0,
+		  kvm_set_slot(w.vm, 0, 4, 0, WL_PROBE_GPA_BASE + WL_PROBE_SIZE,
+			       WL_PROBE_SIZE, w.probe + WL_PROBE_SIZE));
 	dev = kvmas_dev_open();
 	ASSERT_GE(dev, 0);
 	ASSERT_EQ(0, kvmas_attach(dev, w.vm));
@@ -703,8 +834,9 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 		 */
 		uint32_t d = wl_target_counter(&w, i) - wl_progress(&w, i);
 
-		EXPECT_LE(d, 1) TH_LOG("vcpu %d: counter %u, calls %u", i,
-				       wl_target_counter(&w, i), wl_progress(&w, i));
+		EXPECT_LE(d, 1)
+		TH_LOG("vcpu %d: counter %u, calls %u", i,
+		       wl_target_counter(&w, i), wl_progress(&w, i));
 		EXPECT_GT(wl_progress(&w, i), 1000) TH_LOG("vcpu %d ran", i);
 		EXPECT_EQ(0, wl_probe_bad(&w, i)) TH_LOG("vcpu %d probe", i);
 		c0[i] = wl_target_counter(&w, i);
@@ -712,7 +844,8 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 	}
 	TH_LOG("batches: %d commits in %llu ms + %d forced-invalidate in %llu ms, "
 	       "%u+%u guest calls, 0 holes, routes %#x (2=invalidate 4=fence), "
-	       "max %u grace periods", iters, (unsigned long long)us_batch / 1000,
+	       "max %u grace periods",
+	       iters, (unsigned long long)us_batch / 1000,
 	       iters / 4 - iters / 4 % 5, (unsigned long long)us_inval / 1000,
 	       p0[0], p0[1], hammer_route, hammer_gps_max);
 	EXPECT_TRUE(hammer_route & (1U << KVMAS_ROUTE_INVALIDATE));
@@ -725,7 +858,8 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 	for (i = 0; i < 200; i++) {
 		ASSERT_EQ(0, kvm_set_slot(w.vm, 0, 1, 0, 0, 0, NULL));
 		ASSERT_EQ(0, kvm_set_slot(w.vm, 0, 1, 0, WL_TARGET_GPA,
-					  (i & 1) ? 128 * KiB : 256 * KiB, w.target));
+					  (i & 1) ? 128 * KiB : 256 * KiB,
+					  w.target));
 	}
 	us_stock = wl_now_us() - t0;
 	usleep(50 * 1000);

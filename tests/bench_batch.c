@@ -22,10 +22,13 @@
 
 static int dev;
 
-static int commit_ops(struct kvmas_batch_op *ops, unsigned int n, unsigned int *gps)
+static int commit_ops(struct kvmas_batch_op *ops, unsigned int n,
+		      unsigned int *gps)
 {
 	struct kvmas_commit_batch c = {
-		.size = sizeof(c), .nr_ops = n, .op_size = sizeof(*ops),
+		.size = sizeof(c),
+		.nr_ops = n,
+		.op_size = sizeof(*ops),
 		.ops = (uintptr_t)ops,
 	};
 	int r = ioctl(dev, KVMAS_COMMIT_BATCH, &c);
@@ -36,7 +39,8 @@ static int commit_ops(struct kvmas_batch_op *ops, unsigned int n, unsigned int *
 }
 
 /* Creates @n 64 KiB slots from id @first, in batches of 512. */
-static int create_slots(int vm, uint8_t *mem, unsigned int first, unsigned int n)
+static int create_slots(int vm, uint8_t *mem, unsigned int first,
+			unsigned int n)
 {
 	static struct kvmas_batch_op ops[KVMAS_MAX_BATCH_OPS];
 	unsigned int i, k = 0;
@@ -45,10 +49,13 @@ static int create_slots(int vm, uint8_t *mem, unsigned int first, unsigned int n
 	(void)vm;
 	for (i = 0; i < n; i++) {
 		ops[k++] = (struct kvmas_batch_op){
-			.op = KVMAS_OP_CREATE, .slot = first + i,
-			.guest_phys_addr = BASE_GPA + (uint64_t)(first + i) * SLOT_SZ,
+			.op = KVMAS_OP_CREATE,
+			.slot = first + i,
+			.guest_phys_addr =
+				BASE_GPA + (uint64_t)(first + i) * SLOT_SZ,
 			.memory_size = SLOT_SZ,
-			.userspace_addr = (uintptr_t)mem + (uint64_t)(first + i) * SLOT_SZ,
+			.userspace_addr = (uintptr_t)mem +
+					  (uint64_t)(first + i) * SLOT_SZ,
 		};
 		if (k == KVMAS_MAX_BATCH_OPS || i == n - 1) {
 			r = commit_ops(ops, k, NULL);
@@ -100,13 +107,14 @@ static void bench_sizes(void)
 		t0 = wl_now_us();
 		for (i = 0; i < n; i++) {
 			kvm_set_slot(vm, 0, i, 0, 0, 0, NULL);
-			kvm_set_slot(vm, 0, i, 0, BASE_GPA + i * SLOT_SZ, SLOT_SZ / 2,
-				     mem + i * SLOT_SZ);
+			kvm_set_slot(vm, 0, i, 0, BASE_GPA + i * SLOT_SZ,
+				     SLOT_SZ / 2, mem + i * SLOT_SZ);
 		}
 		t_stock = wl_now_us() - t0;
 		for (i = 0; i < n; i++)
 			ops[i] = (struct kvmas_batch_op){
-				.op = KVMAS_OP_REPLACE, .slot = i,
+				.op = KVMAS_OP_REPLACE,
+				.slot = i,
 				.guest_phys_addr = BASE_GPA + i * SLOT_SZ,
 				.memory_size = SLOT_SZ,
 				.userspace_addr = (uintptr_t)mem + i * SLOT_SZ,
@@ -125,7 +133,8 @@ static void bench_sizes(void)
 	}
 	printf("  one stock CREATE: %llu us; a 64-op batch costs %.2fx that\n",
 	       (unsigned long long)t_create, vs_create);
-	target("64-op batch >= 20x faster than 64 stock replaces", ratio64 >= 20);
+	target("64-op batch >= 20x faster than 64 stock replaces",
+	       ratio64 >= 20);
 	target("64-op batch <= 2x one stock CREATE", vs_create <= 2);
 	close(vm);
 	munmap(mem, 256 * SLOT_SZ);
@@ -140,7 +149,8 @@ static void bench_stall(void)
 	int i, iters = 200, d = kvmas_dev_open();
 	double stall_batch, stall_pause;
 
-	printf("2. stall of a vCPU outside the changed range, %d resizes\n", iters);
+	printf("2. stall of a vCPU outside the changed range, %d resizes\n",
+	       iters);
 	if (d < 0 || wl_create(&w, 2, 256 * KiB, 0x1) ||
 	    kvm_set_slot(w.vm, 0, 1, 0, WL_TARGET_GPA, 128 * KiB, w.target) ||
 	    kvmas_attach(d, w.vm) || wl_start(&w)) {
@@ -158,13 +168,16 @@ static void bench_stall(void)
 	t0 = wl_now_us();
 	for (i = 0; i < iters; i++) {
 		struct kvmas_batch_op op = {
-			.op = KVMAS_OP_REPLACE, .slot = 1,
+			.op = KVMAS_OP_REPLACE,
+			.slot = 1,
 			.guest_phys_addr = WL_TARGET_GPA,
 			.memory_size = (i & 1) ? 128 * KiB : 256 * KiB,
 			.userspace_addr = (uintptr_t)w.target,
 		};
 		struct kvmas_commit_batch c = {
-			.size = sizeof(c), .nr_ops = 1, .op_size = sizeof(op),
+			.size = sizeof(c),
+			.nr_ops = 1,
+			.op_size = sizeof(op),
 			.ops = (uintptr_t)&op,
 		};
 
@@ -173,8 +186,9 @@ static void bench_stall(void)
 	dur = wl_now_us() - t0;
 	rate_batch = (wl_progress(&w, 1) - p) * 1000ULL / dur;
 	/* Progress vCPU1 lost to the commits, expressed as time. */
-	stall_batch = rate_batch >= rate_idle ? 0 :
-		      dur * (1.0 - (double)rate_batch / rate_idle);
+	stall_batch = rate_batch >= rate_idle ?
+			      0 :
+			      dur * (1.0 - (double)rate_batch / rate_idle);
 
 	/* QEMU >= 8.0 style: pause all vCPUs, stock DELETE+CREATE, resume. */
 	for (i = 0; i < iters; i++) {
@@ -194,7 +208,8 @@ static void bench_stall(void)
 	       stall_pause ? stall_batch / stall_pause : 0);
 	printf("  holes during batches and pauses: %llu\n",
 	       (unsigned long long)wl_holes(&w));
-	target("outside-range stall <= 1/10 of pause-all", stall_batch * 10 <= stall_pause);
+	target("outside-range stall <= 1/10 of pause-all",
+	       stall_batch * 10 <= stall_pause);
 	wl_stop(&w);
 	wl_destroy(&w);
 	close(d);
@@ -224,10 +239,15 @@ static void bench_scaling(void)
 		t0 = wl_now_us();
 		for (i = 0; i < 20; i++) {
 			struct kvmas_batch_op op = {
-				.op = KVMAS_OP_REPLACE, .slot = have / 2,
-				.guest_phys_addr = BASE_GPA + (uint64_t)(have / 2) * SLOT_SZ,
+				.op = KVMAS_OP_REPLACE,
+				.slot = have / 2,
+				.guest_phys_addr =
+					BASE_GPA +
+					(uint64_t)(have / 2) * SLOT_SZ,
 				.memory_size = (i & 1) ? SLOT_SZ : SLOT_SZ / 2,
-				.userspace_addr = (uintptr_t)mem + (uint64_t)(have / 2) * SLOT_SZ,
+				.userspace_addr =
+					(uintptr_t)mem +
+					(uint64_t)(have / 2) * SLOT_SZ,
 			};
 
 			commit_ops(&op, 1, NULL);
@@ -240,7 +260,8 @@ static void bench_scaling(void)
 		       have, (unsigned long long)t, ratio);
 	}
 	/* log2(32000)/log2(10) ~ 4.5: per-op cost no faster than log n. */
-	target("cost at 32k slots <= 4.5x the cost at 10 (log n)", ratio <= 4.5);
+	target("cost at 32k slots <= 4.5x the cost at 10 (log n)",
+	       ratio <= 4.5);
 	close(vm);
 }
 
@@ -249,7 +270,8 @@ int main(int argc, char **argv)
 	const char *only = argc > 1 ? argv[1] : "";
 
 	dev = kvmas_dev_open();
-	if (dev < 0 || ioctl(dev, KVMAS_CHECK_EXTENSION, KVMAS_CAP_BATCH_COMMIT) <= 0) {
+	if (dev < 0 ||
+	    ioctl(dev, KVMAS_CHECK_EXTENSION, KVMAS_CAP_BATCH_COMMIT) <= 0) {
 		printf("batch commits unavailable\n");
 		return 1;
 	}

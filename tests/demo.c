@@ -14,22 +14,11 @@
 #include <unistd.h>
 
 #include "kvm_helpers.h"
+#include "kvmas.h"
 #include "workload.h"
 
 #define KiB 1024UL
 
-static const char *cap_names[KVMAS_CAP_COUNT] = {
-	[KVMAS_CAP_SESSION] = "session",
-	[KVMAS_CAP_LAYOUT_ALL_AS] = "layout_all_as",
-	[KVMAS_CAP_BATCH_COMMIT] = "batch_commit",
-	[KVMAS_CAP_RING_RESET] = "ring_reset",
-	[KVMAS_CAP_ROUTE_LIVEPATCH] = "route_livepatch",
-	[KVMAS_CAP_ROUTE_KALLSYMS] = "route_kallsyms",
-	[KVMAS_CAP_HARDENED_RING_RESET] = "hardened_ring_reset",
-	[KVMAS_CAP_MAX_BATCH_OPS] = "max_batch_ops",
-	[KVMAS_CAP_MAX_ADDRESS_SPACES] = "max_address_spaces",
-	[KVMAS_CAP_NETLINK] = "netlink",
-};
 
 static void show_layout(int dev)
 {
@@ -91,13 +80,16 @@ static void run_batches(struct wl_vm *old, int dev_old, int iters,
 	t0 = wl_now_us();
 	for (i = 0; i < iters; i++) {
 		struct kvmas_batch_op op = {
-			.op = KVMAS_OP_REPLACE, .slot = 1,
+			.op = KVMAS_OP_REPLACE,
+			.slot = 1,
 			.guest_phys_addr = WL_TARGET_GPA,
 			.memory_size = (i & 1) ? small : big,
 			.userspace_addr = (uintptr_t)w.target,
 		};
 		struct kvmas_commit_batch c = {
-			.size = sizeof(c), .nr_ops = 1, .op_size = sizeof(op),
+			.size = sizeof(c),
+			.nr_ops = 1,
+			.op_size = sizeof(op),
 			.ops = (uintptr_t)&op,
 		};
 
@@ -123,7 +115,8 @@ static void run_batches(struct wl_vm *old, int dev_old, int iters,
 	printf("  vCPU0 made %u calls; its counter moved by %u: %s\n",
 	       wl_progress(&w, 0) - p0, wl_target_counter(&w, 0) - c0,
 	       wl_target_counter(&w, 0) - c0 - (wl_progress(&w, 0) - p0) <= 1 ?
-		       "consistent" : "INCONSISTENT");
+		       "consistent" :
+		       "INCONSISTENT");
 	printf("  holes seen by vCPUs: %llu; stock/batch time ratio %.2fx\n",
 	       (unsigned long long)wl_holes(&w), (double)t_stock / t_batch);
 	wl_stop(&w);
@@ -144,7 +137,8 @@ int main(int argc, char **argv)
 	printf("== kvm-atomic-slots demo\n");
 	dev = kvmas_dev_open();
 	if (dev < 0) {
-		printf("cannot open %s: %s\n", KVMAS_DEVICE_PATH, strerror(-dev));
+		printf("cannot open %s: %s\n", KVMAS_DEVICE_PATH,
+		       strerror(-dev));
 		return 1;
 	}
 	if (ioctl(dev, KVMAS_GET_CAPS, &caps)) {
@@ -153,7 +147,7 @@ int main(int argc, char **argv)
 	}
 	printf("module api %u, capabilities:", caps.api_version);
 	for (i = 0; i < KVMAS_CAP_COUNT; i++)
-		printf(" %s=%d", cap_names[i] ? cap_names[i] : "?",
+		printf(" %s=%d", kvmas_cap_name(i),
 		       ioctl(dev, KVMAS_CHECK_EXTENSION, i));
 	printf("\n");
 
@@ -198,8 +192,8 @@ int main(int argc, char **argv)
 	c0_after = wl_target_counter(&w, 0);
 
 	printf("  %d resizes in %.1f ms (%.1f us each, 2 ioctls, >= 3 SRCU "
-	       "grace periods)\n", iters, t_stock / 1000.0,
-	       (double)t_stock / iters);
+	       "grace periods)\n",
+	       iters, t_stock / 1000.0, (double)t_stock / iters);
 	printf("  vCPU0 (in the changed slot): %llu MMIO exits and %llu "
 	       "emulation failures at GPAs that were mapped before and after\n",
 	       (unsigned long long)(w.count[0].hole_mmio),
@@ -207,8 +201,8 @@ int main(int argc, char **argv)
 	printf("  KVM stat pf_mmio_spte_created grew by %lld\n",
 	       (long long)(mmio1 - mmio0));
 	printf("  vCPU0 made %u calls; the counter it keeps in guest memory "
-	       "moved by %u: %s\n", wl_progress(&w, 0) - p0,
-	       c0_after - c0_before,
+	       "moved by %u: %s\n",
+	       wl_progress(&w, 0) - p0, c0_after - c0_before,
 	       c0_after - c0_before == wl_progress(&w, 0) - p0 ?
 		       "consistent" :
 		       "INCONSISTENT, guest-visible state was corrupted");
@@ -216,7 +210,8 @@ int main(int argc, char **argv)
 	       "loop; QEMU would have stopped the VM)\n");
 	printf("  vCPU1 (untouched slot) made %u loop iterations meanwhile\n",
 	       wl_progress(&w, 1) - p1);
-	printf("  holes seen by vCPUs: %llu\n", (unsigned long long)wl_holes(&w));
+	printf("  holes seen by vCPUs: %llu\n",
+	       (unsigned long long)wl_holes(&w));
 
 	printf("\nWith kvm-atomic-slots the same resize is one batch commit "
 	       "that vCPUs observe atomically.\n");

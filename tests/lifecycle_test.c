@@ -32,7 +32,8 @@ TEST(rmmod_refused_while_session_open)
 	ms = patch_disable();
 	ASSERT_GE(ms, 0) TH_LOG("disabling the livepatch: %s", strerror(-ms));
 	/* With the patch gone the internals are withdrawn, the session lives. */
-	EXPECT_EQ(0, ioctl(dev, KVMAS_CHECK_EXTENSION, KVMAS_CAP_ROUTE_LIVEPATCH));
+	EXPECT_EQ(0,
+		  ioctl(dev, KVMAS_CHECK_EXTENSION, KVMAS_CAP_ROUTE_LIVEPATCH));
 	EXPECT_EQ(0, ioctl(dev, KVMAS_CHECK_EXTENSION,
 			   KVMAS_CAP_HARDENED_RING_RESET));
 	EXPECT_EQ(-EWOULDBLOCK, mod_unload());
@@ -44,9 +45,13 @@ TEST(rmmod_refused_while_session_open)
 	ASSERT_EQ(0, mod_load());
 }
 
-FIXTURE(cycles) {};
-FIXTURE_SETUP(cycles) {}
-FIXTURE_TEARDOWN(cycles) {}
+FIXTURE(cycles){};
+FIXTURE_SETUP(cycles)
+{
+}
+FIXTURE_TEARDOWN(cycles)
+{
+}
 
 /* A livepatch transition takes up to ~2 s under TCG: 20 cycles need time. */
 TEST_F_TIMEOUT(cycles, unload_reload, 240)
@@ -74,7 +79,8 @@ TEST_F_TIMEOUT(cycles, unload_reload, 240)
 		close(vm);
 		close(dev);
 	}
-	TH_LOG("20 disable/unload/reload cycles; slowest disable %ld ms", worst);
+	TH_LOG("20 disable/unload/reload cycles; slowest disable %ld ms",
+	       worst);
 }
 
 TEST_HARNESS_MAIN

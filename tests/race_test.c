@@ -57,9 +57,9 @@ static void pin_to_cpu(int cpu)
 
 struct race {
 	struct ringvm r;
-	volatile int stop;		/* tells the writer to stop */
-	uint64_t deadline_ms;		/* the writer stops by itself then */
-	volatile uint64_t calls;	/* resets completed by the resetter */
+	volatile int stop; /* tells the writer to stop */
+	uint64_t deadline_ms; /* the writer stops by itself then */
+	volatile uint64_t calls; /* resets completed by the resetter */
 	pthread_t writer;
 };
 
@@ -150,7 +150,8 @@ TEST(hostile_reset_is_bounded)
 	struct race x;
 
 	if (!hardened())
-		SKIP(return, "stock reset would spin for as long as the writer writes");
+		SKIP(return,
+			   "stock reset would spin for as long as the writer writes");
 	ASSERT_EQ(0, race_start(&x, 30));
 	for (i = 0; i < calls; i++) {
 		t0 = now_ms();
@@ -231,8 +232,8 @@ TEST(stock_reset_exceeds_bound_unpatched)
 	/* More than two laps of a 1024-entry ring in one call. */
 	EXPECT_GT(max, 2 * 1024);
 	TH_LOG("unpatched: one call reset %d entries of a 1024-entry ring "
-	       "(%d calls, longest %llu ms)", max, calls,
-	       (unsigned long long)worst);
+	       "(%d calls, longest %llu ms)",
+	       max, calls, (unsigned long long)worst);
 	ASSERT_EQ(0, mod_unload());
 	ASSERT_EQ(0, mod_load());
 	EXPECT_TRUE(patch_present());

@@ -28,7 +28,8 @@ TEST(capability_matches_route)
 	ASSERT_GE(dev, 0);
 	/* The hardened reset comes with the livepatch route, only with it. */
 	EXPECT_EQ(ioctl(dev, KVMAS_CHECK_EXTENSION, KVMAS_CAP_ROUTE_LIVEPATCH),
-		  ioctl(dev, KVMAS_CHECK_EXTENSION, KVMAS_CAP_HARDENED_RING_RESET));
+		  ioctl(dev, KVMAS_CHECK_EXTENSION,
+			KVMAS_CAP_HARDENED_RING_RESET));
 	close(dev);
 }
 
@@ -46,7 +47,7 @@ TEST(honest_counts_match_harvest)
 			ASSERT_EQ(0, rv_run_pass(&r, i));
 			/* One entry per page: every page was write-protected. */
 			EXPECT_EQ(256, rv_harvest(&r, i, NULL, 0))
-				TH_LOG("round %d vcpu %d", round, i);
+			TH_LOG("round %d vcpu %d", round, i);
 			harvested += 256;
 		}
 		ret = rv_reset_all(&r);

@@ -6,10 +6,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "guest_flat32.h"
 #include "ringvm.h"
 
-#define RV_BASE_SIZE	0x10000ULL
-#define RV_CODE_GPA(i)	(0x1000ULL + (i) * 0x100)
+#define RV_BASE_SIZE 0x10000ULL
+#define RV_CODE_GPA(i) (0x1000ULL + (i)*0x100)
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -40,38 +41,19 @@ static void emit_writer(uint8_t *base, int i, uint32_t start, uint32_t end)
 	p[14] = 0xfb;
 	put32(p + 15, end);
 	p[19] = 0x72;
-	p[20] = (uint8_t)(5 - 21);	/* back to loop at +5 */
+	p[20] = (uint8_t)(5 - 21); /* back to loop at +5 */
 	p[21] = 0xf4;
 	p[22] = 0xeb;
-	p[23] = (uint8_t)(0 - 24);	/* back to again at +0 */
+	p[23] = (uint8_t)(0 - 24); /* back to again at +0 */
 }
 
-static int setup_regs(int vcpu, uint64_t rip)
-{
-	struct kvm_segment code = {
-		.base = 0, .limit = 0xffffffff, .selector = 8, .type = 0xb,
-		.present = 1, .dpl = 0, .db = 1, .s = 1, .g = 1,
-	};
-	struct kvm_segment data = code;
-	struct kvm_regs regs = { .rip = rip, .rflags = 0x2, .rsp = 0x8000 };
-	struct kvm_sregs sregs;
-
-	if (ioctl(vcpu, KVM_GET_SREGS, &sregs))
-		return -errno;
-	data.type = 0x3;
-	data.selector = 16;
-	sregs.cs = code;
-	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
-	sregs.cr0 |= 1;
-	if (ioctl(vcpu, KVM_SET_SREGS, &sregs) || ioctl(vcpu, KVM_SET_REGS, &regs))
-		return -errno;
-	return 0;
-}
 
 int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 	      uint32_t pages)
 {
-	struct kvm_enable_cap cap = { .args = { ring_entries * sizeof(struct kvm_dirty_gfn) } };
+	struct kvm_enable_cap cap = {
+		.args = { ring_entries * sizeof(struct kvm_dirty_gfn) }
+	};
 	struct kvm_userspace_memory_region reg;
 	long psz = sysconf(_SC_PAGESIZE);
 	int kvm, i;
@@ -83,13 +65,15 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0)
 		return -errno;
-	r->acq_rel = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING_ACQ_REL) > 0;
+	r->acq_rel = ioctl(kvm, KVM_CHECK_EXTENSION,
+			   KVM_CAP_DIRTY_LOG_RING_ACQ_REL) > 0;
 	r->run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 	r->vm = ioctl(kvm, KVM_CREATE_VM, 0);
 	close(kvm);
 	if (r->vm < 0)
 		return -errno;
-	cap.cap = r->acq_rel ? KVM_CAP_DIRTY_LOG_RING_ACQ_REL : KVM_CAP_DIRTY_LOG_RING;
+	cap.cap = r->acq_rel ? KVM_CAP_DIRTY_LOG_RING_ACQ_REL :
+			       KVM_CAP_DIRTY_LOG_RING;
 	/* No ring: dirty logging falls back to per-slot bitmaps. */
 	if (ring_entries && ioctl(r->vm, KVM_ENABLE_CAP, &cap))
 		return -errno;
@@ -99,18 +83,21 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 
 	r->base = mmap(NULL, RV_BASE_SIZE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	r->data = mmap(NULL, (size_t)pages * nr_vcpus * 4096, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	r->data = mmap(NULL, (size_t)pages * nr_vcpus * 4096,
+		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		       0);
 	if (r->base == MAP_FAILED || r->data == MAP_FAILED)
 		return -ENOMEM;
 	reg = (struct kvm_userspace_memory_region){
-		.slot = 0, .memory_size = RV_BASE_SIZE,
+		.slot = 0,
+		.memory_size = RV_BASE_SIZE,
 		.userspace_addr = (uintptr_t)r->base,
 	};
 	if (ioctl(r->vm, KVM_SET_USER_MEMORY_REGION, &reg))
 		return -errno;
 	reg = (struct kvm_userspace_memory_region){
-		.slot = RV_DATA_SLOT, .flags = KVM_MEM_LOG_DIRTY_PAGES,
+		.slot = RV_DATA_SLOT,
+		.flags = KVM_MEM_LOG_DIRTY_PAGES,
 		.guest_phys_addr = RV_DATA_GPA,
 		.memory_size = (uint64_t)pages * nr_vcpus * 4096,
 		.userspace_addr = (uintptr_t)r->data,
@@ -129,12 +116,14 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 		r->run[i] = mmap(NULL, r->run_size, PROT_READ | PROT_WRITE,
 				 MAP_SHARED, r->vcpu[i], 0);
 		if (ring_entries)
-			r->ring[i] = mmap(NULL, ring_entries * sizeof(struct kvm_dirty_gfn),
-					  PROT_READ | PROT_WRITE, MAP_SHARED, r->vcpu[i],
-					  KVM_DIRTY_LOG_PAGE_OFFSET * psz);
+			r->ring[i] = mmap(
+				NULL,
+				ring_entries * sizeof(struct kvm_dirty_gfn),
+				PROT_READ | PROT_WRITE, MAP_SHARED, r->vcpu[i],
+				KVM_DIRTY_LOG_PAGE_OFFSET * psz);
 		if (r->run[i] == MAP_FAILED || r->ring[i] == MAP_FAILED)
 			return -errno;
-		err = setup_regs(r->vcpu[i], RV_CODE_GPA(i));
+		err = guest_flat32(r->vcpu[i], RV_CODE_GPA(i), 0x8000);
 		if (err)
 			return err;
 	}
@@ -147,7 +136,8 @@ void rv_destroy(struct ringvm *r)
 
 	for (i = 0; i < r->nr_vcpus; i++) {
 		if (r->ring[i] && r->ring[i] != MAP_FAILED)
-			munmap(r->ring[i], r->ring_entries * sizeof(struct kvm_dirty_gfn));
+			munmap(r->ring[i],
+			       r->ring_entries * sizeof(struct kvm_dirty_gfn));
 		if (r->run[i] && r->run[i] != MAP_FAILED)
 			munmap(r->run[i], r->run_size);
 		if (r->vcpu[i] > 0)
@@ -186,12 +176,14 @@ uint32_t rv_harvest(struct ringvm *r, int i, uint64_t *offs, uint32_t max)
 			&r->ring[i][r->fetch[i] & (r->ring_entries - 1)];
 
 		/* Pairs with KVM's smp_wmb() + flags store in kvm_dirty_ring_push(). */
-		if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY))
+		if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+		      KVM_DIRTY_GFN_F_DIRTY))
 			break;
 		if (offs && n < max)
 			offs[n] = e->offset;
 		/* Pairs with the kernel's smp_load_acquire() in the reset walk. */
-		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
+				 __ATOMIC_RELEASE);
 		r->fetch[i]++;
 		n++;
 	}

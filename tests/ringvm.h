@@ -11,9 +11,9 @@
 #include <stdint.h>
 #include <linux/kvm.h>
 
-#define RV_MAX_VCPUS	4
-#define RV_DATA_SLOT	1
-#define RV_DATA_GPA	0x100000ULL
+#define RV_MAX_VCPUS 4
+#define RV_DATA_SLOT 1
+#define RV_DATA_GPA 0x100000ULL
 
 struct ringvm {
 	int vm;
@@ -21,13 +21,13 @@ struct ringvm {
 	int vcpu[RV_MAX_VCPUS];
 	struct kvm_run *run[RV_MAX_VCPUS];
 	struct kvm_dirty_gfn *ring[RV_MAX_VCPUS];
-	uint32_t fetch[RV_MAX_VCPUS];	/* the VMM's harvest index per ring */
+	uint32_t fetch[RV_MAX_VCPUS]; /* the VMM's harvest index per ring */
 	uint32_t ring_entries;
 	size_t run_size;
 	uint8_t *base;
 	uint8_t *data;
 	uint32_t pages_per_vcpu;
-	int acq_rel;			/* KVM_CAP_DIRTY_LOG_RING_ACQ_REL in use */
+	int acq_rel; /* KVM_CAP_DIRTY_LOG_RING_ACQ_REL in use */
 };
 
 /*

@@ -58,7 +58,7 @@ TEST(capabilities)
 
 		ASSERT_GE(v, 0);
 		EXPECT_EQ(!!(caps.caps & (1ULL << cap)), v > 0)
-			TH_LOG("cap %u: bit and CHECK_EXTENSION disagree", cap);
+		TH_LOG("cap %u: bit and CHECK_EXTENSION disagree", cap);
 	}
 	EXPECT_EQ(1, ioctl(fd, KVMAS_CHECK_EXTENSION, KVMAS_CAP_SESSION));
 	EXPECT_EQ(1, ioctl(fd, KVMAS_CHECK_EXTENSION, KVMAS_CAP_NETLINK));
@@ -186,7 +186,8 @@ TEST_F(vm, dirty_ring_reported)
 	int kvm = kvm_dev_open();
 
 	ASSERT_GE(kvm, 0);
-	if (ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING_ACQ_REL) <= 0)
+	if (ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING_ACQ_REL) <=
+	    0)
 		cap.cap = KVM_CAP_DIRTY_LOG_RING;
 	close(kvm);
 	ASSERT_EQ(0, ioctl(self->vm, KVM_ENABLE_CAP, &cap));
@@ -229,13 +230,16 @@ TEST_F(vm, reject_bad_fds)
 
 	/* Bad struct contents. */
 	{
-		struct kvmas_attach_vm a = { .size = sizeof(a), .vm_fd = self->vm,
+		struct kvmas_attach_vm a = { .size = sizeof(a),
+					     .vm_fd = self->vm,
 					     .flags = 1 };
 
-		EXPECT_EQ(-EINVAL, sys_ret(ioctl(self->dev, KVMAS_ATTACH_VM, &a)));
+		EXPECT_EQ(-EINVAL,
+			  sys_ret(ioctl(self->dev, KVMAS_ATTACH_VM, &a)));
 		a.flags = 0;
 		a.__reserved = 1;
-		EXPECT_EQ(-EINVAL, sys_ret(ioctl(self->dev, KVMAS_ATTACH_VM, &a)));
+		EXPECT_EQ(-EINVAL,
+			  sys_ret(ioctl(self->dev, KVMAS_ATTACH_VM, &a)));
 	}
 	/* After all those refusals the session is still usable. */
 	EXPECT_EQ(0, kvmas_attach(self->dev, self->vm));
@@ -276,7 +280,8 @@ TEST_F(vm, other_process_refused)
 		/* The inherited, attached session is the parent's too. */
 		if (kvmas_vm_info(self->dev, &info) != -EPERM)
 			rc |= 2;
-		if (kvmas_layout(self->dev, 0, 0, NULL, 0, NULL, NULL) != -EPERM)
+		if (kvmas_layout(self->dev, 0, 0, NULL, 0, NULL, NULL) !=
+		    -EPERM)
 			rc |= 4;
 		_exit(rc);
 	}
@@ -362,8 +367,8 @@ static int layout_matches(struct __test_metadata *_metadata, int dev,
 	int mismatches = 0;
 
 	/* All address spaces at once, then one by one: the same slots. */
-	EXPECT_EQ(0, kvmas_layout(dev, KVMAS_LAYOUT_ALL_AS, 0, got, 64, &nr,
-				  gen));
+	EXPECT_EQ(0,
+		  kvmas_layout(dev, KVMAS_LAYOUT_ALL_AS, 0, got, 64, &nr, gen));
 	EXPECT_EQ(n, nr);
 	for (i = 0; i < n && i < nr; i++) {
 		const struct want_slot *w = &want[i];
@@ -406,16 +411,19 @@ TEST_F(vm, layout_matches_stock_ioctls)
 	struct want_slot want[] = {
 		{ 0, 4, 0, 0x0, 1 * MiB, m },
 		{ 0, 0, KVM_MEM_READONLY, 0x100000, 2 * MiB, m + 1 * MiB },
-		{ 0, 7, KVM_MEM_LOG_DIRTY_PAGES, 0x400000, 4 * MiB, m + 4 * MiB },
+		{ 0, 7, KVM_MEM_LOG_DIRTY_PAGES, 0x400000, 4 * MiB,
+		  m + 4 * MiB },
 		{ 0, 2, 0, 0x10000000, 8 * MiB, m + 8 * MiB },
 		{ 1, 0, 0, 0x0, 640 * 1024, m },
 		{ 1, 3, 0, 0xa0000, 128 * 1024, m + 40 * MiB },
-		{ 1, 1, KVM_MEM_LOG_DIRTY_PAGES, 0x200000, 2 * MiB, m + 42 * MiB },
+		{ 1, 1, KVM_MEM_LOG_DIRTY_PAGES, 0x200000, 2 * MiB,
+		  m + 42 * MiB },
 	};
 	unsigned int i, n = sizeof(want) / sizeof(want[0]);
 
 	ASSERT_NE(NULL, m);
-	if (ioctl(self->vm, KVM_CHECK_EXTENSION, KVM_CAP_MULTI_ADDRESS_SPACE) < 2)
+	if (ioctl(self->vm, KVM_CHECK_EXTENSION, KVM_CAP_MULTI_ADDRESS_SPACE) <
+	    2)
 		SKIP(return, "this architecture has one address space");
 	/* Insert in an order unlike the expected one. */
 	for (i = n; i-- > 0;)
@@ -482,8 +490,10 @@ TEST_F(vm, layout_buffer_rules)
 
 	/* A larger entry stride: our fields, then a zeroed tail. */
 	memset(wide, 0xaa, sizeof(wide));
-	l = (struct kvmas_layout){ .size = sizeof(l), .entry_size = sizeof(wide[0]),
-				   .nr_entries = 4, .entries = (uintptr_t)wide };
+	l = (struct kvmas_layout){ .size = sizeof(l),
+				   .entry_size = sizeof(wide[0]),
+				   .nr_entries = 4,
+				   .entries = (uintptr_t)wide };
 	ASSERT_EQ(0, ioctl(self->dev, KVMAS_GET_LAYOUT, &l));
 	for (i = 0; i < 4; i++) {
 		EXPECT_EQ(i, wide[i].s.slot);
@@ -492,8 +502,10 @@ TEST_F(vm, layout_buffer_rules)
 	}
 
 	/* Invalid requests. */
-	l = (struct kvmas_layout){ .size = sizeof(l), .entry_size = 16,
-				   .nr_entries = 8, .entries = (uintptr_t)ents };
+	l = (struct kvmas_layout){ .size = sizeof(l),
+				   .entry_size = 16,
+				   .nr_entries = 8,
+				   .entries = (uintptr_t)ents };
 	EXPECT_EQ(-EINVAL, sys_ret(ioctl(self->dev, KVMAS_GET_LAYOUT, &l)));
 	l.entry_size = sizeof(ents[0]);
 	l.as_id = KVMAS_MAX_AS;
@@ -528,8 +540,8 @@ TEST_F(vm, layout_internal_slots)
 #endif
 	ASSERT_EQ(0, kvmas_vm_info(self->dev, &info));
 	ASSERT_EQ(0, kvmas_layout(self->dev, 0, 0, ents, 16, &nr, NULL));
-	ASSERT_EQ(0, kvmas_layout(self->dev, KVMAS_LAYOUT_INTERNAL, 0, ents,
-				  16, &nr_all, NULL));
+	ASSERT_EQ(0, kvmas_layout(self->dev, KVMAS_LAYOUT_INTERNAL, 0, ents, 16,
+				  &nr_all, NULL));
 	EXPECT_EQ(info.internal_slots[0], nr_all - nr);
 	for (i = 0; i < nr_all; i++) {
 		if (ents[i].attrs & KVMAS_SLOT_INTERNAL) {
@@ -568,8 +580,10 @@ TEST(no_leaks_over_1000_cycles)
 		ASSERT_GE(dev, 0);
 		ASSERT_EQ(0, kvmas_attach(dev, vm));
 		if (i == 500)
-			EXPECT_EQ(ref0 + 1, read_long_file(
-				"/sys/module/kvm_atomic_slots/refcnt"));
+			EXPECT_EQ(
+				ref0 + 1,
+				read_long_file(
+					"/sys/module/kvm_atomic_slots/refcnt"));
 		ASSERT_EQ(0, close(dev));
 	}
 	close(vm);
@@ -598,7 +612,7 @@ TEST(no_leaks_over_1000_cycles)
 	EXPECT_EQ(vms0, kvm_debugfs_nr_vms());
 	/* SLUB counts a CPU's partly used slab as active: allow one slab. */
 	EXPECT_LE(slab1 - slab0, per_slab)
-		TH_LOG("kvmas_session objects %ld -> %ld", slab0, slab1);
+	TH_LOG("kvmas_session objects %ld -> %ld", slab0, slab1);
 }
 
 TEST_HARNESS_MAIN

@@ -122,10 +122,13 @@ TEST(cli_sessions_lists_holders)
 	ASSERT_NE(NULL, out);
 	EXPECT_EQ(0, st);
 	/* KVM names the VM kvm-<pid of its creator>. */
-	snprintf(line, sizeof(line), "%-8d yes      kvm-%d", getpid(), getpid());
-	EXPECT_NE(NULL, strstr(out, line)) TH_LOG("want '%s' in:\n%s", line, out);
+	snprintf(line, sizeof(line), "%-8d yes      kvm-%d", getpid(),
+		 getpid());
+	EXPECT_NE(NULL, strstr(out, line))
+	TH_LOG("want '%s' in:\n%s", line, out);
 	snprintf(line, sizeof(line), "%-8d no", getpid());
-	EXPECT_NE(NULL, strstr(out, line)) TH_LOG("want '%s' in:\n%s", line, out);
+	EXPECT_NE(NULL, strstr(out, line))
+	TH_LOG("want '%s' in:\n%s", line, out);
 	free(out);
 	close(dev);
 	close(idle);
@@ -192,7 +195,8 @@ TEST(library_round_trip)
 					  1 << 20, mem + ((size_t)i << 20)));
 	ASSERT_EQ(0, kvmas_open(&s));
 	EXPECT_EQ(-ENOTCONN, kvmas_get_vm_info(s, &info));
-	EXPECT_NE(0, strlen(kvmas_error_string(KVMAS_CMD_GET_VM_INFO, -ENOTCONN)));
+	EXPECT_NE(0,
+		  strlen(kvmas_error_string(KVMAS_CMD_GET_VM_INFO, -ENOTCONN)));
 	ASSERT_EQ(0, kvmas_attach_vm(s, vm));
 	EXPECT_EQ(-EBUSY, kvmas_attach_vm(s, vm));
 	ASSERT_EQ(0, kvmas_get_vm_info(s, &info));

@@ -72,7 +72,8 @@ static void kmsg_grep(const char *needle, char *out, size_t len)
 	out[0] = 0;
 	if (fd < 0)
 		return;
-	while ((n = read(fd, rec, sizeof(rec) - 1)) > 0 || (n < 0 && errno == EPIPE)) {
+	while ((n = read(fd, rec, sizeof(rec) - 1)) > 0 ||
+	       (n < 0 && errno == EPIPE)) {
 		if (n <= 0)
 			continue;
 		rec[n] = 0;
@@ -104,11 +105,15 @@ TEST(kallsyms_route_checks_landing_pads)
 	 */
 	kmsg_grep("kallsyms route: kvm_swap_active_memslots", log, sizeof(log));
 	if (ibt_kernel) {
-		EXPECT_NE(NULL, strstr(log, "kvm_swap_active_memslots unusable: no live ENDBR64"))
-			TH_LOG("%s", log);
+		EXPECT_NE(
+			NULL,
+			strstr(log,
+			       "kvm_swap_active_memslots unusable: no live ENDBR64"))
+		TH_LOG("%s", log);
 	} else {
-		EXPECT_NE(NULL, strstr(log, "kvm_swap_active_memslots callable"))
-			TH_LOG("%s", log);
+		EXPECT_NE(NULL,
+			  strstr(log, "kvm_swap_active_memslots callable"))
+		TH_LOG("%s", log);
 	}
 	kmsg_grep("kallsyms route:", log, sizeof(log));
 	TH_LOG("%s", log);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest_flat32.h"
 #include "workload.h"
 
 static int xioctl(int fd, unsigned long req, void *arg)
@@ -89,32 +90,6 @@ static void emit_func(uint8_t *target, int i, int probe)
 	p[0] = 0xc3;
 }
 
-static int setup_vcpu(struct wl_vm *w, int i)
-{
-	struct kvm_segment code = {
-		.base = 0, .limit = 0xffffffff, .selector = 8, .type = 0xb,
-		.present = 1, .dpl = 0, .db = 1, .s = 1, .g = 1,
-	};
-	struct kvm_segment data = code;
-	struct kvm_sregs sregs;
-	struct kvm_regs regs = {
-		.rip = WL_LOOP_GPA(i),
-		.rsp = WL_STACK_GPA(i),
-		.rflags = 0x2,	/* interrupts off: nothing but our loop runs */
-	};
-	int r;
-
-	r = xioctl(w->vcpu[i], KVM_GET_SREGS, &sregs);
-	if (r)
-		return r;
-	data.type = 0x3;
-	data.selector = 16;
-	sregs.cs = code;
-	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
-	sregs.cr0 |= 1;		/* PE, no paging */
-	r = xioctl(w->vcpu[i], KVM_SET_SREGS, &sregs);
-	return r ? r : xioctl(w->vcpu[i], KVM_SET_REGS, &regs);
-}
 
 int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
 	      unsigned int call_mask)
@@ -164,8 +139,10 @@ int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
 			memcpy(w->probe + k, &v, 4);
 	}
 	base = (struct kvm_userspace_memory_region){
-		.slot = 0, .guest_phys_addr = WL_BASE_GPA,
-		.memory_size = WL_BASE_SIZE, .userspace_addr = (uintptr_t)w->base,
+		.slot = 0,
+		.guest_phys_addr = WL_BASE_GPA,
+		.memory_size = WL_BASE_SIZE,
+		.userspace_addr = (uintptr_t)w->base,
 	};
 	r = xioctl(w->vm, KVM_SET_USER_MEMORY_REGION, &base);
 	if (r)
@@ -179,7 +156,7 @@ int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
 				 MAP_SHARED, w->vcpu[i], 0);
 		if (w->run[i] == MAP_FAILED)
 			return -errno;
-		r = setup_vcpu(w, i);
+		r = guest_flat32(w->vcpu[i], WL_LOOP_GPA(i), WL_STACK_GPA(i));
 		if (r)
 			return r;
 		w->stats_fd[i] = ioctl(w->vcpu[i], KVM_GET_STATS_FD, NULL);
@@ -202,7 +179,7 @@ static int reset_vcpu(struct wl_vm *w, int i)
 	ev.nmi.injected = ev.nmi.pending = 0;
 	ev.flags = 0;
 	r = xioctl(w->vcpu[i], KVM_SET_VCPU_EVENTS, &ev);
-	return r ? r : setup_vcpu(w, i);
+	return r ? r : guest_flat32(w->vcpu[i], WL_LOOP_GPA(i), WL_STACK_GPA(i));
 }
 
 struct runner_arg {
@@ -256,7 +233,8 @@ static void *runner(void *p)
 				c->other_mmio++;
 			/* A read from a hole returns garbage to the guest. */
 			if (!run->mmio.is_write)
-				memset(run->mmio.data, 0, sizeof(run->mmio.data));
+				memset(run->mmio.data, 0,
+				       sizeof(run->mmio.data));
 			break;
 		case KVM_EXIT_INTERNAL_ERROR:
 			/*
@@ -265,12 +243,14 @@ static void *runner(void *p)
 			 * is ends in a triple fault; we count the hole and put
 			 * the vCPU back at the top of its loop.
 			 */
-			if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+			if (run->internal.suberror ==
+				    KVM_INTERNAL_ERROR_EMULATION &&
 			    !reset_vcpu(w, i)) {
 				c->hole_emul++;
 			} else {
 				c->fatal++;
-				c->last_fatal_reason = 2000 + run->internal.suberror;
+				c->last_fatal_reason =
+					2000 + run->internal.suberror;
 				w->stop = 1;
 			}
 			break;
@@ -430,9 +410,8 @@ static int64_t stat_one(int fd, const char *name)
 		return -EIO;
 	dsz = sizeof(*d) + h.name_size;
 	descs = malloc(dsz * h.num_desc);
-	if (!descs ||
-	    pread(fd, descs, dsz * h.num_desc, h.desc_offset) !=
-		    (ssize_t)(dsz * h.num_desc)) {
+	if (!descs || pread(fd, descs, dsz * h.num_desc, h.desc_offset) !=
+			      (ssize_t)(dsz * h.num_desc)) {
 		free(descs);
 		return -EIO;
 	}

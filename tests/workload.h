@@ -17,38 +17,38 @@
 #define WL_MAX_VCPUS 4
 
 /* Guest-physical map. Base slot 0 holds the loops, stacks and counters. */
-#define WL_BASE_GPA	0x00000000ULL
-#define WL_BASE_SIZE	0x00010000ULL
-#define WL_LOOP_GPA(i)	(0x1000ULL + (i) * 0x100)
-#define WL_STACK_GPA(i)	(0x8000ULL - (i) * 0x800)
-#define WL_PROG_GPA(i)	(0x9000ULL + (i) * 0x40)	/* loop counter */
+#define WL_BASE_GPA 0x00000000ULL
+#define WL_BASE_SIZE 0x00010000ULL
+#define WL_LOOP_GPA(i) (0x1000ULL + (i)*0x100)
+#define WL_STACK_GPA(i) (0x8000ULL - (i)*0x800)
+#define WL_PROG_GPA(i) (0x9000ULL + (i)*0x40) /* loop counter */
 
 /*
  * Target region: vCPU i calls a function at WL_FUNC_GPA(i), which updates a
  * counter at WL_DATA_GPA(i). The target slots may be split, merged, resized
  * or moved by the test, as long as these GPAs stay mapped.
  */
-#define WL_TARGET_GPA	0x00100000ULL
-#define WL_FUNC_GPA(i)	(WL_TARGET_GPA + (i) * 0x10000)
-#define WL_DATA_GPA(i)	(WL_TARGET_GPA + (i) * 0x10000 + 0x8000)
+#define WL_TARGET_GPA 0x00100000ULL
+#define WL_FUNC_GPA(i) (WL_TARGET_GPA + (i)*0x10000)
+#define WL_DATA_GPA(i) (WL_TARGET_GPA + (i)*0x10000 + 0x8000)
 
 /*
  * Probe region (only with WL_PROBE in call_mask): the target function also
  * loads a dword from WL_PROBE_GPA(i), in two 64 KiB slots the test may move
  * (swap places) or make read-only. Both backing pages hold the same value.
  */
-#define WL_PROBE		(1U << 8)
-#define WL_PROBE_GPA_BASE	0x00200000ULL
-#define WL_PROBE_GPA(i)		(WL_PROBE_GPA_BASE + (i) * 0x1000)
-#define WL_PROBE_SIZE		0x10000ULL	/* each of the two slots */
-#define WL_PROBE_VALUE		0x5a5a5a5a
+#define WL_PROBE (1U << 8)
+#define WL_PROBE_GPA_BASE 0x00200000ULL
+#define WL_PROBE_GPA(i) (WL_PROBE_GPA_BASE + (i)*0x1000)
+#define WL_PROBE_SIZE 0x10000ULL /* each of the two slots */
+#define WL_PROBE_VALUE 0x5a5a5a5a
 
 struct wl_counts {
-	uint64_t runs;		/* KVM_RUN calls returning to userspace */
-	uint64_t hole_mmio;	/* MMIO exits at target GPAs */
-	uint64_t hole_emul;	/* emulation failures (code fetch from a hole) */
-	uint64_t other_mmio;	/* MMIO exits elsewhere */
-	uint64_t fatal;		/* shutdown, fail entry, unexpected exits */
+	uint64_t runs; /* KVM_RUN calls returning to userspace */
+	uint64_t hole_mmio; /* MMIO exits at target GPAs */
+	uint64_t hole_emul; /* emulation failures (code fetch from a hole) */
+	uint64_t other_mmio; /* MMIO exits elsewhere */
+	uint64_t fatal; /* shutdown, fail entry, unexpected exits */
 	uint64_t last_fatal_reason;
 };
 
@@ -71,12 +71,12 @@ struct wl_vm {
 	int stats_fd[WL_MAX_VCPUS];
 	pthread_t thread[WL_MAX_VCPUS];
 	volatile int stop;
-	volatile int paused[WL_MAX_VCPUS];	/* QEMU-style pause protocol */
+	volatile int paused[WL_MAX_VCPUS]; /* QEMU-style pause protocol */
 	volatile int pause_req;
 	struct wl_counts count[WL_MAX_VCPUS];
-	uint64_t hole_lo, hole_hi;	/* target GPA window for accounting */
-	uint8_t *probe;			/* two probe slots' memory, 2 x 64 KiB */
-	uint64_t probe_bad;		/* probe loads that did not see the value */
+	uint64_t hole_lo, hole_hi; /* target GPA window for accounting */
+	uint8_t *probe; /* two probe slots' memory, 2 x 64 KiB */
+	uint64_t probe_bad; /* probe loads that did not see the value */
 };
 
 /*

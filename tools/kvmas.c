@@ -129,17 +129,17 @@ struct genl {
 };
 
 static struct nla_policy kvmas_policy[KVMAS_NL_A_MAX + 1] = {
-	[KVMAS_NL_A_STAT_SESSIONS_OPEN]	= { .type = NLA_U32 },
+	[KVMAS_NL_A_STAT_SESSIONS_OPEN] = { .type = NLA_U32 },
 	[KVMAS_NL_A_STAT_SESSIONS_TOTAL] = { .type = NLA_U64 },
-	[KVMAS_NL_A_STAT_ATTACHED]	= { .type = NLA_U32 },
-	[KVMAS_NL_A_STAT_ATTACH_OK]	= { .type = NLA_U64 },
-	[KVMAS_NL_A_STAT_ATTACH_FAILED]	= { .type = NLA_U64 },
-	[KVMAS_NL_A_STAT_IOCTL_ERRORS]	= { .type = NLA_U64 },
-	[KVMAS_NL_A_SESSION_ID]		= { .type = NLA_U64 },
-	[KVMAS_NL_A_SESSION_PID]	= { .type = NLA_U32 },
+	[KVMAS_NL_A_STAT_ATTACHED] = { .type = NLA_U32 },
+	[KVMAS_NL_A_STAT_ATTACH_OK] = { .type = NLA_U64 },
+	[KVMAS_NL_A_STAT_ATTACH_FAILED] = { .type = NLA_U64 },
+	[KVMAS_NL_A_STAT_IOCTL_ERRORS] = { .type = NLA_U64 },
+	[KVMAS_NL_A_SESSION_ID] = { .type = NLA_U64 },
+	[KVMAS_NL_A_SESSION_PID] = { .type = NLA_U32 },
 	[KVMAS_NL_A_SESSION_VM_STATS_ID] = { .type = NLA_STRING },
-	[KVMAS_NL_A_SESSION_ATTACHED]	= { .type = NLA_FLAG },
-	[KVMAS_NL_A_EVENT_TYPE]		= { .type = NLA_U32 },
+	[KVMAS_NL_A_SESSION_ATTACHED] = { .type = NLA_FLAG },
+	[KVMAS_NL_A_EVENT_TYPE] = { .type = NLA_U32 },
 };
 
 static void genl_close(struct genl *g)
@@ -159,7 +159,8 @@ static int genl_open(struct genl *g)
 	}
 	ret = genl_connect(g->sk);
 	if (ret < 0) {
-		fprintf(stderr, "kvmas: cannot open a generic netlink socket: %s\n",
+		fprintf(stderr,
+			"kvmas: cannot open a generic netlink socket: %s\n",
 			nl_geterror(ret));
 		goto err;
 	}
@@ -168,10 +169,10 @@ static int genl_open(struct genl *g)
 	 * without them just reject the option: nothing to do about it.
 	 * Capped acks: we never need our own request echoed back.
 	 */
-	setsockopt(nl_socket_get_fd(g->sk), SOL_NETLINK, NETLINK_EXT_ACK,
-		   &one, sizeof(one));
-	setsockopt(nl_socket_get_fd(g->sk), SOL_NETLINK, NETLINK_CAP_ACK,
-		   &one, sizeof(one));
+	setsockopt(nl_socket_get_fd(g->sk), SOL_NETLINK, NETLINK_EXT_ACK, &one,
+		   sizeof(one));
+	setsockopt(nl_socket_get_fd(g->sk), SOL_NETLINK, NETLINK_CAP_ACK, &one,
+		   sizeof(one));
 	/* Dumps may exceed a page: peek so libnl can size its buffer. */
 	nl_socket_enable_msg_peek(g->sk);
 
@@ -183,7 +184,8 @@ static int genl_open(struct genl *g)
 		goto err;
 	}
 	if (g->family < 0) {
-		fprintf(stderr, "kvmas: cannot resolve generic netlink family %s: %s\n",
+		fprintf(stderr,
+			"kvmas: cannot resolve generic netlink family %s: %s\n",
 			KVMAS_GENL_NAME, nl_geterror(g->family));
 		goto err;
 	}
@@ -196,16 +198,15 @@ err:
 
 struct req_state {
 	int done;
-	int err;		/* -errno reported by the kernel */
-	char extack[256];	/* NLMSGERR_ATTR_MSG, if any */
+	int err; /* -errno reported by the kernel */
+	char extack[256]; /* NLMSGERR_ATTR_MSG, if any */
 };
 
 /*
  * Extended ack attributes follow the fixed part of an NLMSG_ERROR or
  * NLMSG_DONE message, at @off (already aligned by the kernel's nlmsg_put).
  */
-static void grab_extack(struct nlmsghdr *nlh, size_t off,
-			struct req_state *st)
+static void grab_extack(struct nlmsghdr *nlh, size_t off, struct req_state *st)
 {
 	struct nlattr *tb[NLMSGERR_ATTR_MAX + 1];
 	const struct nlattr *a;
@@ -214,8 +215,7 @@ static void grab_extack(struct nlmsghdr *nlh, size_t off,
 	off = NLMSG_ALIGN(off);
 	if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS) || nlh->nlmsg_len <= off)
 		return;
-	if (nla_parse(tb, NLMSGERR_ATTR_MAX,
-		      (void *)((char *)nlh + off),
+	if (nla_parse(tb, NLMSGERR_ATTR_MAX, (void *)((char *)nlh + off),
 		      (int)(nlh->nlmsg_len - off), NULL))
 		return;
 	a = tb[NLMSGERR_ATTR_MSG];
@@ -248,8 +248,7 @@ static int ack_cb(struct nl_msg *msg, void *arg)
 	struct req_state *st = arg;
 
 	/* A successful request may still carry a warning. */
-	grab_extack(nlmsg_hdr(msg), NLMSG_HDRLEN + sizeof(struct nlmsgerr),
-		    st);
+	grab_extack(nlmsg_hdr(msg), NLMSG_HDRLEN + sizeof(struct nlmsgerr), st);
 	st->done = 1;
 	return NL_STOP;
 }
@@ -329,7 +328,8 @@ static int parse(struct nl_msg *msg, struct nlattr **tb)
 				kvmas_policy);
 
 	if (ret < 0)
-		fprintf(stderr, "kvmas: malformed message from the module: %s\n",
+		fprintf(stderr,
+			"kvmas: malformed message from the module: %s\n",
 			nl_geterror(ret));
 	return ret;
 }
@@ -341,12 +341,12 @@ static const struct {
 	int attr;
 	const char *name;
 } stat_names[] = {
-	{ KVMAS_NL_A_STAT_SESSIONS_OPEN,	"sessions_open" },
-	{ KVMAS_NL_A_STAT_SESSIONS_TOTAL,	"sessions_total" },
-	{ KVMAS_NL_A_STAT_ATTACHED,		"attached" },
-	{ KVMAS_NL_A_STAT_ATTACH_OK,		"attach_ok" },
-	{ KVMAS_NL_A_STAT_ATTACH_FAILED,	"attach_failed" },
-	{ KVMAS_NL_A_STAT_IOCTL_ERRORS,		"ioctl_errors" },
+	{ KVMAS_NL_A_STAT_SESSIONS_OPEN, "sessions_open" },
+	{ KVMAS_NL_A_STAT_SESSIONS_TOTAL, "sessions_total" },
+	{ KVMAS_NL_A_STAT_ATTACHED, "attached" },
+	{ KVMAS_NL_A_STAT_ATTACH_OK, "attach_ok" },
+	{ KVMAS_NL_A_STAT_ATTACH_FAILED, "attach_failed" },
+	{ KVMAS_NL_A_STAT_IOCTL_ERRORS, "ioctl_errors" },
 };
 
 static int stats_cb(struct nl_msg *msg, void *arg)
@@ -382,8 +382,8 @@ static int cmd_stats(int argc, char **argv)
 		return usage_error("unexpected argument", argv[0]);
 	if (genl_open(&g))
 		return 1;
-	ret = genl_request(&g, "GET_STATS", KVMAS_NL_CMD_GET_STATS, 0,
-			   stats_cb, NULL);
+	ret = genl_request(&g, "GET_STATS", KVMAS_NL_CMD_GET_STATS, 0, stats_cb,
+			   NULL);
 	genl_close(&g);
 	return ret ? 1 : 0;
 }
@@ -409,7 +409,8 @@ static void get_session(struct nlattr **tb, struct session *s)
 	}
 	s->attached = nla_get_flag(tb[KVMAS_NL_A_SESSION_ATTACHED]);
 	s->vm = tb[KVMAS_NL_A_SESSION_VM_STATS_ID] ?
-		nla_get_string(tb[KVMAS_NL_A_SESSION_VM_STATS_ID]) : "-";
+			nla_get_string(tb[KVMAS_NL_A_SESSION_VM_STATS_ID]) :
+			"-";
 }
 
 /* Attributes a newer or older module leaves out print as "-". */
@@ -431,8 +432,7 @@ static int sessions_cb(struct nl_msg *msg, void *arg)
 	if (parse(msg, tb) < 0)
 		return NL_SKIP;
 	get_session(tb, &s);
-	printf("%-12s %-8s %-8s %s\n",
-	       fmt_u64(id, sizeof(id), s.id, s.has_id),
+	printf("%-12s %-8s %-8s %s\n", fmt_u64(id, sizeof(id), s.id, s.has_id),
 	       fmt_u64(pid, sizeof(pid), s.pid, s.has_pid),
 	       s.attached ? "yes" : "no", s.vm);
 	return NL_OK;
@@ -463,7 +463,7 @@ static int no_seq_check(struct nl_msg *msg, void *arg)
 
 struct monitor {
 	unsigned long seen;
-	unsigned long count;	/* 0: for ever */
+	unsigned long count; /* 0: for ever */
 };
 
 static int event_cb(struct nl_msg *msg, void *arg)
@@ -480,7 +480,8 @@ static int event_cb(struct nl_msg *msg, void *arg)
 		return NL_SKIP;
 	get_session(tb, &s);
 	type = tb[KVMAS_NL_A_EVENT_TYPE] ?
-	       nla_get_u32(tb[KVMAS_NL_A_EVENT_TYPE]) : 0;
+		       nla_get_u32(tb[KVMAS_NL_A_EVENT_TYPE]) :
+		       0;
 
 	if (type == KVMAS_NL_EVENT_ATTACH) {
 		name = "attach";
@@ -520,11 +521,9 @@ static int cmd_monitor(int argc, char **argv)
 	for (i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--count") && i + 1 < argc) {
 			if (parse_count(argv[++i], &m.count))
-				return usage_error("bad count",
-						   argv[i]);
+				return usage_error("bad count", argv[i]);
 		} else {
-			return usage_error("unexpected argument",
-					   argv[i]);
+			return usage_error("unexpected argument", argv[i]);
 		}
 	}
 
@@ -533,7 +532,8 @@ static int cmd_monitor(int argc, char **argv)
 	grp = genl_ctrl_resolve_grp(g.sk, KVMAS_GENL_NAME,
 				    KVMAS_GENL_MCGRP_EVENTS);
 	if (grp < 0) {
-		fprintf(stderr, "kvmas: no multicast group '%s' in family %s: %s\n",
+		fprintf(stderr,
+			"kvmas: no multicast group '%s' in family %s: %s\n",
 			KVMAS_GENL_MCGRP_EVENTS, KVMAS_GENL_NAME,
 			nl_geterror(grp));
 		genl_close(&g);
@@ -601,7 +601,8 @@ static int cmd_unload(int argc, char **argv)
 	if (access(KVMAS_KLP_DIR, F_OK) == 0) {
 		fd = open(KVMAS_KLP_DIR "/enabled", O_WRONLY);
 		if (fd < 0 || write(fd, "0", 1) != 1) {
-			fprintf(stderr, "kvmas: cannot disable the livepatch: %s\n",
+			fprintf(stderr,
+				"kvmas: cannot disable the livepatch: %s\n",
 				strerror(errno));
 			if (fd >= 0)
 				close(fd);
@@ -612,15 +613,19 @@ static int cmd_unload(int argc, char **argv)
 		for (i = 0; i < 1200 && access(KVMAS_KLP_DIR, F_OK) == 0; i++)
 			nanosleep(&t, NULL);
 		if (access(KVMAS_KLP_DIR, F_OK) == 0) {
-			fprintf(stderr, "kvmas: livepatch transition still running after 60 s "
-				"(see %s/transition)\n", KVMAS_KLP_DIR);
+			fprintf(stderr,
+				"kvmas: livepatch transition still running after 60 s "
+				"(see %s/transition)\n",
+				KVMAS_KLP_DIR);
 			return 1;
 		}
 	}
 	if (syscall(SYS_delete_module, KVMAS_MODNAME, O_NONBLOCK)) {
-		fprintf(stderr, "kvmas: cannot remove %s: %s%s\n", KVMAS_MODNAME,
-			strerror(errno), errno == EWOULDBLOCK ?
-			" (sessions still open: close the VMMs using it)" : "");
+		fprintf(stderr, "kvmas: cannot remove %s: %s%s\n",
+			KVMAS_MODNAME, strerror(errno),
+			errno == EWOULDBLOCK ?
+				" (sessions still open: close the VMMs using it)" :
+				"");
 		return 1;
 	}
 	return 0;
@@ -632,8 +637,8 @@ static const struct cmd cmds[] = {
 	{ "stats", "", "module counters (generic netlink)", cmd_stats },
 	{ "sessions", "", "open sessions: id, pid, attached, vm",
 	  cmd_sessions },
-	{ "monitor", "[--count N]",
-	  "print attach/detach events; stop after N", cmd_monitor },
+	{ "monitor", "[--count N]", "print attach/detach events; stop after N",
+	  cmd_monitor },
 	{ "unload", "", "disable the livepatch, wait, remove the module",
 	  cmd_unload },
 	{ "help", "", "this text", cmd_help },
