@@ -573,9 +573,11 @@ static void kvmas_publish_fenced(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 
 	for (i = 0; i < n; i++) {
 		if (kvmas_op_removes(&b[i]))
-			kvmas_fence_add(b[i].old, ranges, &nr, &hva_lo, &hva_hi);
+			kvmas_fence_add(b[i].old, ranges, &nr, &hva_lo,
+					&hva_hi);
 		if (kvmas_op_inserts(&b[i]))
-			kvmas_fence_add(b[i].new, ranges, &nr, &hva_lo, &hva_hi);
+			kvmas_fence_add(b[i].new, ranges, &nr, &hva_lo,
+					&hva_hi);
 	}
 
 	kvmas_edit_inactive(kvm, b, n, false);

@@ -19,7 +19,6 @@
 
 #define KiB 1024UL
 
-
 static void show_layout(int dev)
 {
 	struct kvmas_slot s[16];

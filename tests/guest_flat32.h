@@ -14,8 +14,15 @@
 static inline int guest_flat32(int vcpu, uint64_t rip, uint64_t rsp)
 {
 	struct kvm_segment code = {
-		.base = 0, .limit = 0xffffffff, .selector = 8, .type = 0xb,
-		.present = 1, .dpl = 0, .db = 1, .s = 1, .g = 1,
+		.base = 0,
+		.limit = 0xffffffff,
+		.selector = 8,
+		.type = 0xb,
+		.present = 1,
+		.dpl = 0,
+		.db = 1,
+		.s = 1,
+		.g = 1,
 	};
 	struct kvm_segment data = code;
 	struct kvm_regs regs = { .rip = rip, .rsp = rsp, .rflags = 0x2 };
@@ -28,7 +35,8 @@ static inline int guest_flat32(int vcpu, uint64_t rip, uint64_t rsp)
 	sregs.cs = code;
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
 	sregs.cr0 |= 1; /* PE, no paging */
-	if (ioctl(vcpu, KVM_SET_SREGS, &sregs) || ioctl(vcpu, KVM_SET_REGS, &regs))
+	if (ioctl(vcpu, KVM_SET_SREGS, &sregs) ||
+	    ioctl(vcpu, KVM_SET_REGS, &regs))
 		return -errno;
 	return 0;
 }

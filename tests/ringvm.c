@@ -47,7 +47,6 @@ static void emit_writer(uint8_t *base, int i, uint32_t start, uint32_t end)
 	p[23] = (uint8_t)(0 - 24); /* back to again at +0 */
 }
 
-
 int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 	      uint32_t pages)
 {

@@ -90,7 +90,6 @@ static void emit_func(uint8_t *target, int i, int probe)
 	p[0] = 0xc3;
 }
 
-
 int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
 	      unsigned int call_mask)
 {
@@ -179,7 +178,8 @@ static int reset_vcpu(struct wl_vm *w, int i)
 	ev.nmi.injected = ev.nmi.pending = 0;
 	ev.flags = 0;
 	r = xioctl(w->vcpu[i], KVM_SET_VCPU_EVENTS, &ev);
-	return r ? r : guest_flat32(w->vcpu[i], WL_LOOP_GPA(i), WL_STACK_GPA(i));
+	return r ? r :
+		   guest_flat32(w->vcpu[i], WL_LOOP_GPA(i), WL_STACK_GPA(i));
 }
 
 struct runner_arg {

@@ -54,31 +54,31 @@
 #include <unistd.h>
 
 /* include/uapi/linux/elf.h */
-#define SHN_LIVEPATCH		0xff20
-#define SHF_RELA_LIVEPATCH	0x00100000
+#define SHN_LIVEPATCH 0xff20
+#define SHF_RELA_LIVEPATCH 0x00100000
 
-#define KLP_SYM_PREFIX		".klp.sym."
-#define KLP_RELA_PREFIX		".klp.rela."
+#define KLP_SYM_PREFIX ".klp.sym."
+#define KLP_RELA_PREFIX ".klp.rela."
 /* Field widths of the sscanf() formats in kernel/livepatch/core.c. */
-#define KLP_OBJNAME_MAX		55
-#define KLP_SYMNAME_MAX		511
+#define KLP_OBJNAME_MAX 55
+#define KLP_SYMNAME_MAX 511
 
-#define MODSIG_MAGIC		"~Module signature appended~\n"
+#define MODSIG_MAGIC "~Module signature appended~\n"
 
-#define EXIT_INVALID		1	/* the module breaks a rule */
-#define EXIT_USAGE		2	/* bad arguments, I/O or ELF trouble */
+#define EXIT_INVALID 1 /* the module breaks a rule */
+#define EXIT_USAGE 2 /* bad arguments, I/O or ELF trouble */
 
-struct entry {			/* one line of the list file */
+struct entry { /* one line of the list file */
 	char *obj;
 	char *name;
 	unsigned long pos;
 	unsigned int line;
 };
 
-struct group {			/* relocations for one .klp.rela section */
+struct group { /* relocations for one .klp.rela section */
 	const struct entry *ent;
-	size_t target;		/* section the relocations apply to */
-	size_t relsec;		/* existing .klp.rela section, or 0 */
+	size_t target; /* section the relocations apply to */
+	size_t relsec; /* existing .klp.rela section, or 0 */
 	Elf64_Rela *rela;
 	size_t n, cap;
 };
@@ -221,8 +221,8 @@ static void read_list(struct ctx *c, const char *path)
 		if (!n)
 			continue;
 		if (n < 2 || n > 3)
-			die("%s:%u: expected \"<obj> <symbol> [sympos]\"",
-			    path, lineno);
+			die("%s:%u: expected \"<obj> <symbol> [sympos]\"", path,
+			    lineno);
 		if (!valid_objname(tok[0]))
 			die("%s:%u: bad object name '%s' (1-%d chars, no '.' or ',')",
 			    path, lineno, tok[0], KLP_OBJNAME_MAX);
@@ -326,29 +326,49 @@ static const char *rel_type_name(struct ctx *c, unsigned int type)
 
 	if (c->ehdr.e_machine == EM_X86_64) {
 		switch (type) {
-		case R_X86_64_64: return "R_X86_64_64";
-		case R_X86_64_PC32: return "R_X86_64_PC32";
-		case R_X86_64_PLT32: return "R_X86_64_PLT32";
-		case R_X86_64_GOTPCREL: return "R_X86_64_GOTPCREL";
-		case R_X86_64_32: return "R_X86_64_32";
-		case R_X86_64_32S: return "R_X86_64_32S";
-		case R_X86_64_PC64: return "R_X86_64_PC64";
-		case R_X86_64_GOTPCRELX: return "R_X86_64_GOTPCRELX";
-		case R_X86_64_REX_GOTPCRELX: return "R_X86_64_REX_GOTPCRELX";
+		case R_X86_64_64:
+			return "R_X86_64_64";
+		case R_X86_64_PC32:
+			return "R_X86_64_PC32";
+		case R_X86_64_PLT32:
+			return "R_X86_64_PLT32";
+		case R_X86_64_GOTPCREL:
+			return "R_X86_64_GOTPCREL";
+		case R_X86_64_32:
+			return "R_X86_64_32";
+		case R_X86_64_32S:
+			return "R_X86_64_32S";
+		case R_X86_64_PC64:
+			return "R_X86_64_PC64";
+		case R_X86_64_GOTPCRELX:
+			return "R_X86_64_GOTPCRELX";
+		case R_X86_64_REX_GOTPCRELX:
+			return "R_X86_64_REX_GOTPCRELX";
 		}
 	} else if (c->ehdr.e_machine == EM_AARCH64) {
 		switch (type) {
-		case R_AARCH64_ABS64: return "R_AARCH64_ABS64";
-		case R_AARCH64_ABS32: return "R_AARCH64_ABS32";
-		case R_AARCH64_PREL32: return "R_AARCH64_PREL32";
-		case R_AARCH64_PREL64: return "R_AARCH64_PREL64";
-		case R_AARCH64_ADR_PREL_LO21: return "R_AARCH64_ADR_PREL_LO21";
-		case R_AARCH64_ADR_PREL_PG_HI21: return "R_AARCH64_ADR_PREL_PG_HI21";
-		case R_AARCH64_ADD_ABS_LO12_NC: return "R_AARCH64_ADD_ABS_LO12_NC";
-		case R_AARCH64_JUMP26: return "R_AARCH64_JUMP26";
-		case R_AARCH64_CALL26: return "R_AARCH64_CALL26";
-		case R_AARCH64_ADR_GOT_PAGE: return "R_AARCH64_ADR_GOT_PAGE";
-		case R_AARCH64_LD64_GOT_LO12_NC: return "R_AARCH64_LD64_GOT_LO12_NC";
+		case R_AARCH64_ABS64:
+			return "R_AARCH64_ABS64";
+		case R_AARCH64_ABS32:
+			return "R_AARCH64_ABS32";
+		case R_AARCH64_PREL32:
+			return "R_AARCH64_PREL32";
+		case R_AARCH64_PREL64:
+			return "R_AARCH64_PREL64";
+		case R_AARCH64_ADR_PREL_LO21:
+			return "R_AARCH64_ADR_PREL_LO21";
+		case R_AARCH64_ADR_PREL_PG_HI21:
+			return "R_AARCH64_ADR_PREL_PG_HI21";
+		case R_AARCH64_ADD_ABS_LO12_NC:
+			return "R_AARCH64_ADD_ABS_LO12_NC";
+		case R_AARCH64_JUMP26:
+			return "R_AARCH64_JUMP26";
+		case R_AARCH64_CALL26:
+			return "R_AARCH64_CALL26";
+		case R_AARCH64_ADR_GOT_PAGE:
+			return "R_AARCH64_ADR_GOT_PAGE";
+		case R_AARCH64_LD64_GOT_LO12_NC:
+			return "R_AARCH64_LD64_GOT_LO12_NC";
 		}
 	}
 	snprintf(buf, sizeof(buf), "relocation type %u", type);
@@ -371,7 +391,8 @@ static void open_elf(struct ctx *c)
 	if (c->ehdr.e_machine != EM_X86_64 && c->ehdr.e_machine != EM_AARCH64)
 		die("%s: unsupported machine %u (x86_64 and aarch64 only)",
 		    c->path, c->ehdr.e_machine);
-	if (elf_getshdrnum(c->elf, &c->shnum) || elf_getshdrstrndx(c->elf, &c->shstrndx))
+	if (elf_getshdrnum(c->elf, &c->shnum) ||
+	    elf_getshdrstrndx(c->elf, &c->shstrndx))
 		die_elf("section count");
 	if (c->shstrndx == 0 || c->shstrndx >= c->shnum)
 		die("%s: bad section name table index", c->path);
@@ -424,7 +445,8 @@ static bool forbidden_exec_section(const char *name)
  * (written to @buf when it needs details).
  */
 static const char *call_site_problem(struct ctx *c, size_t target,
-				     const Elf64_Rela *r, char *buf, size_t bufsz)
+				     const Elf64_Rela *r, char *buf,
+				     size_t bufsz)
 {
 	unsigned int type = ELF64_R_TYPE(r->r_info);
 	const unsigned char *p;
@@ -458,17 +480,20 @@ static const char *call_site_problem(struct ctx *c, size_t target,
 		if (off < 1 || off > d->d_size || d->d_size - off < 4)
 			return "relocation outside its section";
 		call_jmp = p[off - 1] == 0xe8 || p[off - 1] == 0xe9;
-		jcc = off >= 2 && p[off - 2] == 0x0f && (p[off - 1] & 0xf0) == 0x80;
+		jcc = off >= 2 && p[off - 2] == 0x0f &&
+		      (p[off - 1] & 0xf0) == 0x80;
 		if (!call_jmp && !jcc) {
-			snprintf(buf, bufsz,
-				 "not a call/jmp/jcc rel32 (opcode bytes %02x %02x; address taken by lea/mov?)",
-				 off >= 2 ? p[off - 2] : 0, p[off - 1]);
+			snprintf(
+				buf, bufsz,
+				"not a call/jmp/jcc rel32 (opcode bytes %02x %02x; address taken by lea/mov?)",
+				off >= 2 ? p[off - 2] : 0, p[off - 1]);
 			return buf;
 		}
 		if (r->r_addend != -4) {
-			snprintf(buf, bufsz,
-				 "branch to symbol%+lld, not to its entry (addend must be -4)",
-				 (long long)r->r_addend + 4);
+			snprintf(
+				buf, bufsz,
+				"branch to symbol%+lld, not to its entry (addend must be -4)",
+				(long long)r->r_addend + 4);
 			return buf;
 		}
 		/* arch/x86/kernel/module.c refuses to patch a nonzero field */
@@ -486,10 +511,12 @@ static const char *call_site_problem(struct ctx *c, size_t target,
 		if (off % 4 || off > d->d_size || d->d_size - off < 4)
 			return "relocation outside its section or misaligned";
 		if (c->ehdr.e_ident[EI_DATA] == ELFDATA2MSB)
-			insn = (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 |
+			insn = (uint32_t)p[off] << 24 |
+			       (uint32_t)p[off + 1] << 16 |
 			       (uint32_t)p[off + 2] << 8 | p[off + 3];
 		else
-			insn = (uint32_t)p[off + 3] << 24 | (uint32_t)p[off + 2] << 16 |
+			insn = (uint32_t)p[off + 3] << 24 |
+			       (uint32_t)p[off + 2] << 16 |
 			       (uint32_t)p[off + 1] << 8 | p[off];
 		want = type == R_AARCH64_CALL26 ? 0x94000000 : 0x14000000;
 		if ((insn & 0xfc000000) != want) {
@@ -524,7 +551,8 @@ static bool check_call_site(struct ctx *c, const char *sym, size_t relsec,
 /* ------------------------------------------------------------ validation */
 
 /* Parse ".klp.sym.<obj>.<name>,<pos>" the way klp_resolve_symbols() does. */
-static bool parse_klp_sym(const char *s, char *obj, char *name, unsigned long *pos)
+static bool parse_klp_sym(const char *s, char *obj, char *name,
+			  unsigned long *pos)
 {
 	const char *o, *dot, *comma;
 
@@ -581,7 +609,8 @@ static bool modinfo_has(struct ctx *c, const char *key)
 		while (p < end) {
 			size_t n = strnlen(p, end - p);
 
-			if (n > klen && !strncmp(p, key, klen) && p[klen] == '=')
+			if (n > klen && !strncmp(p, key, klen) &&
+			    p[klen] == '=')
 				return true;
 			p += n + 1;
 		}
@@ -621,26 +650,36 @@ static struct summary validate(struct ctx *c)
 
 		is_klp[i] = false;
 		if ((i < c->first_global) != (bind == STB_LOCAL))
-			error(c, "symbol %zu '%s' is on the wrong side of .symtab sh_info (%zu)",
+			error(c,
+			      "symbol %zu '%s' is on the wrong side of .symtab sh_info (%zu)",
 			      i, n, c->first_global);
 
 		if (s->st_shndx == SHN_LIVEPATCH) {
 			is_klp[i] = true;
 			sum.klp_syms++;
 			if (!parse_klp_sym(n, obj, name, &pos)) {
-				error(c, "livepatch symbol '%s' is not .klp.sym.<obj>.<name>,<pos>", n);
+				error(c,
+				      "livepatch symbol '%s' is not .klp.sym.<obj>.<name>,<pos>",
+				      n);
 				continue;
 			}
 			if (bind != STB_GLOBAL)
-				error(c, "livepatch symbol '%s' is not STB_GLOBAL", n);
+				error(c,
+				      "livepatch symbol '%s' is not STB_GLOBAL",
+				      n);
 			e = find_entry(c, name);
 			if (!e) {
 				if (c->check)
-					error(c, "livepatch symbol '%s' is not in the list", n);
+					error(c,
+					      "livepatch symbol '%s' is not in the list",
+					      n);
 				else
-					warning(c, "livepatch symbol '%s' is not in the list", n);
+					warning(c,
+						"livepatch symbol '%s' is not in the list",
+						n);
 			} else if (strcmp(e->obj, obj) || e->pos != pos) {
-				error(c, "livepatch symbol '%s' does not match the list (%s %s %lu): stale conversion, relink the module",
+				error(c,
+				      "livepatch symbol '%s' does not match the list (%s %s %lu): stale conversion, relink the module",
 				      n, e->obj, e->name, e->pos);
 			}
 			continue;
@@ -650,12 +689,17 @@ static struct summary validate(struct ctx *c)
 			continue;
 		e = find_entry(c, n);
 		if (e)
-			error(c, "listed symbol '%s' is still undefined (%s): not converted",
+			error(c,
+			      "listed symbol '%s' is still undefined (%s): not converted",
 			      n, bind == STB_WEAK ? "weak" : "global");
 		else if (bind == STB_WEAK && c->check)
-			error(c, "weak undefined symbol '%s' is not in the list (it would resolve to 0)", n);
+			error(c,
+			      "weak undefined symbol '%s' is not in the list (it would resolve to 0)",
+			      n);
 		else if (bind == STB_WEAK)
-			warning(c, "weak undefined symbol '%s' is not in the list (it will resolve to 0)", n);
+			warning(c,
+				"weak undefined symbol '%s' is not in the list (it will resolve to 0)",
+				n);
 	}
 
 	/* Relocation sections. */
@@ -670,11 +714,13 @@ static struct summary validate(struct ctx *c)
 		if (sh.sh_type != SHT_RELA && sh.sh_type != SHT_REL)
 			continue;
 		klp_sec = sh.sh_flags & SHF_RELA_LIVEPATCH;
-		if (!klp_sec && !strncmp(secname, KLP_RELA_PREFIX, strlen(KLP_RELA_PREFIX)))
+		if (!klp_sec &&
+		    !strncmp(secname, KLP_RELA_PREFIX, strlen(KLP_RELA_PREFIX)))
 			error(c, "%s lacks SHF_RELA_LIVEPATCH", secname);
 		if (sh.sh_link != c->symndx) {
 			if (klp_sec)
-				error(c, "%s: sh_link %u is not .symtab", secname, sh.sh_link);
+				error(c, "%s: sh_link %u is not .symtab",
+				      secname, sh.sh_link);
 			continue;
 		}
 		if (sh.sh_info == 0 || sh.sh_info >= c->shnum) {
@@ -687,14 +733,20 @@ static struct summary validate(struct ctx *c)
 		if (klp_sec) {
 			sum.klp_secs++;
 			if (sh.sh_type != SHT_RELA)
-				error(c, "%s: livepatch relocation section is not SHT_RELA", secname);
+				error(c,
+				      "%s: livepatch relocation section is not SHT_RELA",
+				      secname);
 			if (!(sh.sh_flags & SHF_ALLOC))
-				error(c, "%s: lacks SHF_ALLOC (the loader would free it before livepatch uses it)",
+				error(c,
+				      "%s: lacks SHF_ALLOC (the loader would free it before livepatch uses it)",
 				      secname);
 			if (!parse_klp_rela(secname, obj, &rest))
-				error(c, "%s: not named .klp.rela.<obj>.<section>", secname);
+				error(c,
+				      "%s: not named .klp.rela.<obj>.<section>",
+				      secname);
 			else if (strcmp(rest, sec_name(c, sh.sh_info)))
-				error(c, "%s: applies to %s, not to the section in its name",
+				error(c,
+				      "%s: applies to %s, not to the section in its name",
 				      secname, sec_name(c, sh.sh_info));
 		}
 
@@ -709,7 +761,8 @@ static struct summary validate(struct ctx *c)
 				size_t si = ELF64_R_SYM(rel[j].r_info);
 
 				if (si < c->nsyms && is_klp[si])
-					error(c, "%s: SHT_REL relocation against livepatch symbol %s",
+					error(c,
+					      "%s: SHT_REL relocation against livepatch symbol %s",
 					      secname, sym_name(c, si));
 			}
 			continue;
@@ -724,41 +777,51 @@ static struct summary validate(struct ctx *c)
 			unsigned long pos;
 
 			if (si >= c->nsyms) {
-				error(c, "%s: entry %zu: bad symbol index %zu", secname, j, si);
+				error(c, "%s: entry %zu: bad symbol index %zu",
+				      secname, j, si);
 				continue;
 			}
 			if (!klp_sec) {
 				/* The loader skips relocations for non-SHF_ALLOC
 				 * sections (debug info): harmless. */
 				if (is_klp[si] && target_alloc)
-					error(c, "%s: livepatch symbol %s in an ordinary relocation section at %s+0x%llx",
-					      secname, sym_name(c, si), sec_name(c, sh.sh_info),
+					error(c,
+					      "%s: livepatch symbol %s in an ordinary relocation section at %s+0x%llx",
+					      secname, sym_name(c, si),
+					      sec_name(c, sh.sh_info),
 					      (unsigned long long)r[j].r_offset);
 				continue;
 			}
 			sum.klp_relas++;
 			if (!is_klp[si]) {
 				/* kernel/livepatch/core.c klp_resolve_symbols() */
-				error(c, "%s: entry %zu: symbol '%s' is not SHN_LIVEPATCH",
+				error(c,
+				      "%s: entry %zu: symbol '%s' is not SHN_LIVEPATCH",
 				      secname, j, sym_name(c, si));
 				continue;
 			}
 			if (parse_klp_sym(sym_name(c, si), sobj, name, &pos) &&
-			    parse_klp_rela(secname, obj, &rest) && strcmp(sobj, obj))
-				error(c, "%s: symbol %s belongs to another object",
+			    parse_klp_rela(secname, obj, &rest) &&
+			    strcmp(sobj, obj))
+				error(c,
+				      "%s: symbol %s belongs to another object",
 				      secname, sym_name(c, si));
-			check_call_site(c, sym_name(c, si), i, sh.sh_info, &r[j]);
+			check_call_site(c, sym_name(c, si), i, sh.sh_info,
+					&r[j]);
 		}
 	}
 
 	/* kernel/module/main.c check_modinfo_livepatch(): without it the
 	 * module is not a livepatch module and klp_enable_patch() refuses it. */
-	if ((sum.klp_syms || sum.klp_secs) && has_section(c, ".gnu.linkonce.this_module") &&
+	if ((sum.klp_syms || sum.klp_secs) &&
+	    has_section(c, ".gnu.linkonce.this_module") &&
 	    !modinfo_has(c, "livepatch")) {
 		if (c->check)
-			error(c, "module has livepatch relocations but no MODULE_INFO(livepatch, \"Y\")");
+			error(c,
+			      "module has livepatch relocations but no MODULE_INFO(livepatch, \"Y\")");
 		else
-			warning(c, "module has livepatch relocations but no MODULE_INFO(livepatch, \"Y\")");
+			warning(c,
+				"module has livepatch relocations but no MODULE_INFO(livepatch, \"Y\")");
 	}
 
 	free(is_klp);
@@ -782,8 +845,10 @@ static void check_depends(struct ctx *c)
 		d = get_data(c, i);
 		if (!d || !d->d_buf)
 			return;
-		for (p = d->d_buf, end = p + d->d_size; p < end; p += strnlen(p, end - p) + 1)
-			if (!strncmp(p, "depends=", 8) && memchr(p, '\0', end - p))
+		for (p = d->d_buf, end = p + d->d_size; p < end;
+		     p += strnlen(p, end - p) + 1)
+			if (!strncmp(p, "depends=", 8) &&
+			    memchr(p, '\0', end - p))
 				depends = xstrdup(p + 8);
 	}
 	for (size_t i = 1; i < c->shnum; i++) {
@@ -793,14 +858,17 @@ static void check_depends(struct ctx *c)
 
 		get_shdr(c, i, &sh);
 		if (!(sh.sh_flags & SHF_RELA_LIVEPATCH) ||
-		    !parse_klp_rela(sec_name(c, i), obj, &rest) || !strcmp(obj, "vmlinux"))
+		    !parse_klp_rela(sec_name(c, i), obj, &rest) ||
+		    !strcmp(obj, "vmlinux"))
 			continue;
 		list = xstrdup(depends ? depends : "");
-		for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		for (tok = strtok_r(list, ",", &save); tok;
+		     tok = strtok_r(NULL, ",", &save))
 			found |= !strcmp(tok, obj);
 		free(list);
 		if (!found) {
-			warning(c, "%s: the module does not depend on '%s' (use one of its exports), so '%s' may be unloaded and reloaded under it",
+			warning(c,
+				"%s: the module does not depend on '%s' (use one of its exports), so '%s' may be unloaded and reloaded under it",
 				sec_name(c, i), obj, obj);
 			break;
 		}
@@ -888,19 +956,23 @@ static bool convert(struct ctx *c, uint64_t file_size)
 
 		conv[i] = NULL;
 		sites[i] = 0;
-		if (i == 0 || !s->st_name || type == STT_SECTION || type == STT_FILE)
+		if (i == 0 || !s->st_name || type == STT_SECTION ||
+		    type == STT_FILE)
 			continue;
 		e = find_entry(c, sym_name(c, i));
 		if (!e)
 			continue;
 		if (s->st_shndx != SHN_UNDEF) {
 			if (s->st_shndx != SHN_LIVEPATCH)
-				warning(c, "listed symbol '%s' is defined in the module: not converted",
+				warning(c,
+					"listed symbol '%s' is defined in the module: not converted",
 					e->name);
 			continue;
 		}
 		if (i < c->first_global) {
-			error(c, "listed symbol '%s' is an undefined local symbol", e->name);
+			error(c,
+			      "listed symbol '%s' is an undefined local symbol",
+			      e->name);
 			continue;
 		}
 		conv[i] = e;
@@ -917,7 +989,8 @@ static bool convert(struct ctx *c, uint64_t file_size)
 
 		get_shdr(c, i, &sh);
 		if ((sh.sh_type != SHT_RELA && sh.sh_type != SHT_REL) ||
-		    sh.sh_link != c->symndx || (sh.sh_flags & SHF_RELA_LIVEPATCH))
+		    sh.sh_link != c->symndx ||
+		    (sh.sh_flags & SHF_RELA_LIVEPATCH))
 			continue;
 		d = get_data(c, i);
 		if (!d || !d->d_size)
@@ -929,7 +1002,8 @@ static bool convert(struct ctx *c, uint64_t file_size)
 				size_t si = ELF64_R_SYM(rel[j].r_info);
 
 				if (si < c->nsyms && conv[si])
-					error(c, "%s: SHT_REL relocation against %s is not supported",
+					error(c,
+					      "%s: SHT_REL relocation against %s is not supported",
 					      sec_name(c, i), conv[si]->name);
 			}
 			continue;
@@ -951,12 +1025,14 @@ static bool convert(struct ctx *c, uint64_t file_size)
 			 * loader never applies these (apply_relocations()). */
 			if (!(tsh.sh_flags & SHF_ALLOC))
 				continue;
-			if (!check_call_site(c, conv[si]->name, i, sh.sh_info, &r[j]))
+			if (!check_call_site(c, conv[si]->name, i, sh.sh_info,
+					     &r[j]))
 				continue;
 			g = get_group(&groups, &ngroups, conv[si], sh.sh_info);
 			if (g->n == g->cap) {
 				g->cap = g->cap ? 2 * g->cap : 8;
-				g->rela = xrealloc(g->rela, g->cap * sizeof(*g->rela));
+				g->rela = xrealloc(g->rela,
+						   g->cap * sizeof(*g->rela));
 			}
 			g->rela[g->n++] = r[j];
 			sites[si]++;
@@ -988,7 +1064,7 @@ static bool convert(struct ctx *c, uint64_t file_size)
 		}
 		replace_data(d, kept, k * sizeof(*kept));
 		get_shdr(c, i, &sh);
-		sh.sh_size = k * sizeof(*kept);	/* stays where it was */
+		sh.sh_size = k * sizeof(*kept); /* stays where it was */
 		if (!gelf_update_shdr(get_scn(c, i), &sh))
 			die_elf("gelf_update_shdr");
 	}
@@ -1003,16 +1079,18 @@ static bool convert(struct ctx *c, uint64_t file_size)
 
 			if (!conv[i])
 				continue;
-			if (asprintf(&name, KLP_SYM_PREFIX "%s.%s,%lu", conv[i]->obj,
-				     conv[i]->name, conv[i]->pos) < 0)
+			if (asprintf(&name, KLP_SYM_PREFIX "%s.%s,%lu",
+				     conv[i]->obj, conv[i]->name,
+				     conv[i]->pos) < 0)
 				die("out of memory");
 			syms[i].st_name = strtab_append(c, c->strndx, name);
 			syms[i].st_info = ELF64_ST_INFO(STB_GLOBAL, STT_NOTYPE);
 			syms[i].st_shndx = SHN_LIVEPATCH;
 			syms[i].st_value = 0;
 			syms[i].st_size = 0;
-			printf("%s: %s -> %s (%u call site%s)\n", prog, conv[i]->name,
-			       name, sites[i], sites[i] == 1 ? "" : "s");
+			printf("%s: %s -> %s (%u call site%s)\n", prog,
+			       conv[i]->name, name, sites[i],
+			       sites[i] == 1 ? "" : "s");
 			free(name);
 		}
 		replace_data(c->symdata, syms, c->symdata->d_size);
@@ -1026,11 +1104,13 @@ static bool convert(struct ctx *c, uint64_t file_size)
 		const char *rest;
 
 		get_shdr(c, i, &sh);
-		if (sh.sh_type != SHT_RELA || !(sh.sh_flags & SHF_RELA_LIVEPATCH) ||
+		if (sh.sh_type != SHT_RELA ||
+		    !(sh.sh_flags & SHF_RELA_LIVEPATCH) ||
 		    !parse_klp_rela(sec_name(c, i), obj, &rest))
 			continue;
 		for (size_t k = 0; k < ngroups; k++)
-			if (groups[k].target == sh.sh_info && !strcmp(groups[k].ent->obj, obj) &&
+			if (groups[k].target == sh.sh_info &&
+			    !strcmp(groups[k].ent->obj, obj) &&
 			    !groups[k].relsec)
 				groups[k].relsec = i;
 	}
@@ -1045,7 +1125,8 @@ static bool convert(struct ctx *c, uint64_t file_size)
 			d = get_data(c, g->relsec);
 			buf = xmalloc(d->d_size + g->n * sizeof(*buf));
 			memcpy(buf, d->d_buf, d->d_size);
-			memcpy((char *)buf + d->d_size, g->rela, g->n * sizeof(*buf));
+			memcpy((char *)buf + d->d_size, g->rela,
+			       g->n * sizeof(*buf));
 			replace_data(d, buf, d->d_size + g->n * sizeof(*buf));
 			continue;
 		}
@@ -1068,7 +1149,7 @@ static bool convert(struct ctx *c, uint64_t file_size)
 
 		get_shdr(c, g->relsec, &sh);
 		if (sh.sh_type == SHT_RELA)
-			continue;	/* an existing section */
+			continue; /* an existing section */
 		if (asprintf(&name, KLP_RELA_PREFIX "%s.%s", g->ent->obj,
 			     sec_name(c, g->target)) < 0)
 			die("out of memory");
@@ -1104,7 +1185,8 @@ static bool convert(struct ctx *c, uint64_t file_size)
 		die("%s: too many sections", c->path);
 	relocate = xmalloc(shnum * sizeof(bool));
 	for (size_t i = 0; i < shnum; i++)
-		relocate[i] = i >= c->shnum || i == c->strndx || i == c->shstrndx;
+		relocate[i] = i >= c->shnum || i == c->strndx ||
+			      i == c->shstrndx;
 	for (size_t k = 0; k < ngroups; k++)
 		relocate[groups[k].relsec] = true;
 	end = file_size;
@@ -1184,9 +1266,10 @@ static void write_all(int fd, const void *buf, size_t size, const char *path)
  * mod_verify_sig(): magic string, then struct module_signature, whose last
  * 4 bytes are the big-endian signature length, before it).
  */
-static size_t unsigned_size(const char *path, const unsigned char *image, size_t size)
+static size_t unsigned_size(const char *path, const unsigned char *image,
+			    size_t size)
 {
-	const size_t ms_size = 12;	/* sizeof(struct module_signature) */
+	const size_t ms_size = 12; /* sizeof(struct module_signature) */
 	const unsigned char *ms;
 	uint32_t sig_len;
 
@@ -1194,7 +1277,8 @@ static size_t unsigned_size(const char *path, const unsigned char *image, size_t
 	if (size < ms_size)
 		die("%s: truncated module signature", path);
 	ms = image + size - ms_size;
-	sig_len = (uint32_t)ms[8] << 24 | (uint32_t)ms[9] << 16 | (uint32_t)ms[10] << 8 | ms[11];
+	sig_len = (uint32_t)ms[8] << 24 | (uint32_t)ms[9] << 16 |
+		  (uint32_t)ms[10] << 8 | ms[11];
 	if (size - ms_size < sig_len)
 		die("%s: truncated module signature", path);
 	return size - ms_size - sig_len;
@@ -1238,9 +1322,11 @@ int main(int argc, char **argv)
 	read_list(&c, listfile);
 	image = read_file(in, &size, &mode);
 	if (size >= strlen(MODSIG_MAGIC) &&
-	    !memcmp(image + size - strlen(MODSIG_MAGIC), MODSIG_MAGIC, strlen(MODSIG_MAGIC))) {
+	    !memcmp(image + size - strlen(MODSIG_MAGIC), MODSIG_MAGIC,
+		    strlen(MODSIG_MAGIC))) {
 		if (!c.check)
-			die("%s: module is signed; run %s before signing", in, prog);
+			die("%s: module is signed; run %s before signing", in,
+			    prog);
 		size = unsigned_size(in, image, size);
 	}
 
@@ -1255,14 +1341,14 @@ int main(int argc, char **argv)
 		check_depends(&c);
 		elf_end(c.elf);
 		if (c.errors) {
-			fprintf(stderr, "%s: %s: check FAILED (%u error%s)\n", prog, in,
-				c.errors, c.errors == 1 ? "" : "s");
+			fprintf(stderr, "%s: %s: check FAILED (%u error%s)\n",
+				prog, in, c.errors, c.errors == 1 ? "" : "s");
 			return EXIT_INVALID;
 		}
 		printf("%s: %s: check OK: %u livepatch symbol%s, %u call site%s in %u .klp.rela section%s\n",
 		       prog, in, s.klp_syms, s.klp_syms == 1 ? "" : "s",
-		       s.klp_relas, s.klp_relas == 1 ? "" : "s",
-		       s.klp_secs, s.klp_secs == 1 ? "" : "s");
+		       s.klp_relas, s.klp_relas == 1 ? "" : "s", s.klp_secs,
+		       s.klp_secs == 1 ? "" : "s");
 		return 0;
 	}
 
@@ -1296,8 +1382,10 @@ int main(int argc, char **argv)
 			elf_end(c.elf);
 			close(fd);
 			unlink(tmp);
-			fprintf(stderr, "%s: %s: conversion FAILED (%u error%s), %s not written\n",
-				prog, in, c.errors, c.errors == 1 ? "" : "s", out);
+			fprintf(stderr,
+				"%s: %s: conversion FAILED (%u error%s), %s not written\n",
+				prog, in, c.errors, c.errors == 1 ? "" : "s",
+				out);
 			return EXIT_INVALID;
 		}
 		if (changed && elf_update(c.elf, ELF_C_WRITE) < 0) {
