@@ -166,23 +166,8 @@ static void bench_stall(void)
 
 	p = wl_progress(&w, 1);
 	t0 = wl_now_us();
-	for (i = 0; i < iters; i++) {
-		struct kvmas_batch_op op = {
-			.op = KVMAS_OP_REPLACE,
-			.slot = 1,
-			.guest_phys_addr = WL_TARGET_GPA,
-			.memory_size = (i & 1) ? 128 * KiB : 256 * KiB,
-			.userspace_addr = (uintptr_t)w.target,
-		};
-		struct kvmas_commit_batch c = {
-			.size = sizeof(c),
-			.nr_ops = 1,
-			.op_size = sizeof(op),
-			.ops = (uintptr_t)&op,
-		};
-
-		ioctl(d, KVMAS_COMMIT_BATCH, &c);
-	}
+	for (i = 0; i < iters; i++)
+		wl_batch_resize(&w, d, (i & 1) ? 128 * KiB : 256 * KiB, NULL);
 	dur = wl_now_us() - t0;
 	rate_batch = (wl_progress(&w, 1) - p) * 1000ULL / dur;
 	/* Progress vCPU1 lost to the commits, expressed as time. */

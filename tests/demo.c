@@ -54,8 +54,7 @@ static int stock_resize(struct wl_vm *w, uint64_t size)
 }
 
 /* The same workload, resized by batch commits (one REPLACE op each). */
-static void run_batches(struct wl_vm *old, int dev_old, int iters,
-			uint64_t t_stock)
+static void run_batches(int iters, uint64_t t_stock)
 {
 	uint64_t small = 128 * KiB, big = 256 * KiB, t0, t_batch;
 	unsigned long long gps = 0;
@@ -64,8 +63,6 @@ static void run_batches(struct wl_vm *old, int dev_old, int iters,
 	uint32_t p0, c0;
 	int dev, i, r;
 
-	(void)old;
-	(void)dev_old;
 	dev = kvmas_dev_open();
 	if (dev < 0 || wl_create(&w, 2, big, 0x1) || set_target(&w, small) ||
 	    kvmas_attach(dev, w.vm) || wl_start(&w)) {
@@ -78,26 +75,14 @@ static void run_batches(struct wl_vm *old, int dev_old, int iters,
 	c0 = wl_target_counter(&w, 0);
 	t0 = wl_now_us();
 	for (i = 0; i < iters; i++) {
-		struct kvmas_batch_op op = {
-			.op = KVMAS_OP_REPLACE,
-			.slot = 1,
-			.guest_phys_addr = WL_TARGET_GPA,
-			.memory_size = (i & 1) ? small : big,
-			.userspace_addr = (uintptr_t)w.target,
-		};
-		struct kvmas_commit_batch c = {
-			.size = sizeof(c),
-			.nr_ops = 1,
-			.op_size = sizeof(op),
-			.ops = (uintptr_t)&op,
-		};
+		unsigned int g;
 
-		r = ioctl(dev, KVMAS_COMMIT_BATCH, &c);
+		r = wl_batch_resize(&w, dev, (i & 1) ? small : big, &g);
 		if (r) {
-			perror("KVMAS_COMMIT_BATCH");
+			printf("KVMAS_COMMIT_BATCH: %s\n", strerror(-r));
 			break;
 		}
-		gps += c.grace_periods;
+		gps += g;
 	}
 	t_batch = wl_now_us() - t0;
 	usleep(100 * 1000);
@@ -218,7 +203,7 @@ int main(int argc, char **argv)
 		printf("  This kernel does not offer batch commits "
 		       "(KVMAS_CAP_BATCH_COMMIT=0).\n");
 	} else {
-		run_batches(&w, dev, iters, t_stock);
+		run_batches(iters, t_stock);
 	}
 	wl_destroy(&w);
 	close(dev);

@@ -11,6 +11,7 @@
 
 #include "guest_flat32.h"
 #include "workload.h"
+#include <linux/kvm_atomic_slots.h>
 
 static int xioctl(int fd, unsigned long req, void *arg)
 {
@@ -444,6 +445,28 @@ int64_t wl_vcpu_stat(struct wl_vm *w, int i, const char *name)
 		sum += v;
 	}
 	return sum;
+}
+
+int wl_batch_resize(struct wl_vm *w, int dev, uint64_t size, unsigned int *gps)
+{
+	struct kvmas_batch_op op = {
+		.op = KVMAS_OP_REPLACE,
+		.slot = 1,
+		.guest_phys_addr = WL_TARGET_GPA,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)w->target,
+	};
+	struct kvmas_commit_batch c = {
+		.size = sizeof(c),
+		.nr_ops = 1,
+		.op_size = sizeof(op),
+		.ops = (uintptr_t)&op,
+	};
+	int r = xioctl(dev, KVMAS_COMMIT_BATCH, &c);
+
+	if (gps)
+		*gps = c.grace_periods;
+	return r;
 }
 
 uint64_t wl_now_us(void)

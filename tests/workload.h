@@ -110,6 +110,13 @@ uint64_t wl_fatal(struct wl_vm *w);
 /* A vCPU statistic by name from KVM_GET_STATS_FD (sum for vCPU -1). */
 int64_t wl_vcpu_stat(struct wl_vm *w, int i, const char *name);
 
+/*
+ * Resizes target slot 1 to @size with a one-op KVMAS_COMMIT_BATCH on the
+ * attached session @dev (a REPLACE keeping gpa and hva). Returns 0 or -errno;
+ * *@gps (may be NULL) receives the grace periods the commit took.
+ */
+int wl_batch_resize(struct wl_vm *w, int dev, uint64_t size, unsigned int *gps);
+
 /* Microseconds on CLOCK_MONOTONIC. */
 uint64_t wl_now_us(void);
 
