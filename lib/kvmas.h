@@ -27,6 +27,8 @@
 #ifndef KVMAS_H
 #define KVMAS_H
 
+#include <stddef.h>
+#include <linux/kvm.h>
 #include <linux/kvm_atomic_slots.h>
 
 #ifdef __cplusplus
@@ -217,6 +219,118 @@ KVMAS_API int kvmas_batch_commit(struct kvmas *kv, const struct kvmas_batch *b,
 KVMAS_API int kvmas_batch_describe_error(const struct kvmas_batch *b, int err,
 					 const struct kvmas_batch_result *res,
 					 char *buf, size_t len);
+
+/*
+ * Dirty rings (KVM_CAP_DIRTY_LOG_RING): the VMM side done right on any
+ * architecture, plus the per-vCPU reset of KVMAS_RESET_RING.
+ *
+ * Per vCPU the protocol is: harvest (kvmas_ring_harvest(): load-acquire each
+ * entry's flags from the fetch index, stop at the first not DIRTY, collect
+ * (slot, offset), store-release RESET with one 32-bit store), then reset
+ * (kvmas_ring_reset(): the kernel resets up to the fetch index, re-protects
+ * the pages and flushes TLBs), and only then read the collected pages'
+ * contents. A write that lands after the reset is pushed again.
+ *
+ * Threads: one struct kvmas_ring belongs to one harvesting thread at a time.
+ * One harvester per vCPU (each calls kvmas_ring_reset() for its own ring) or
+ * one for all (one kvmas_ring_reset() call naming every ring) both work; the
+ * per-vCPU form scales when KVMAS_CAP_RING_RESET is
+ * KVMAS_RING_RESET_PARALLEL.
+ */
+struct kvmas_ring {
+	struct kvm_dirty_gfn *gfns; /* the vCPU's ring, mmap'd from its fd */
+	__u32 entries; /* ring size in entries (a power of two) */
+	__u32 vcpu_id; /* as given to KVM_CREATE_VCPU */
+	__u32 fetch; /* free-running harvest index (KVM's numbering) */
+	__u32 reset_index; /* KVM's reset index, as of the last reset */
+	__u32 last_reset; /* entries the last reset released */
+	__u32 stop_reason; /* enum kvmas_ring_stop of the last reset */
+	__u32 invalid; /* entries of the last reset that named no page */
+	__u32 __pad;
+	size_t bytes; /* mapping length */
+};
+
+/* kvmas_ring_enable() flags */
+#define KVMAS_RING_ENABLE_WITH_BITMAP (1U << 0) /* also ..._WITH_BITMAP if KVM has it */
+
+/* kvmas_ring_enable() return bits */
+#define KVMAS_RING_MODE_ACQ_REL (1U << 0) /* KVM_CAP_DIRTY_LOG_RING_ACQ_REL */
+#define KVMAS_RING_MODE_WITH_BITMAP (1U << 1) /* ..._WITH_BITMAP enabled */
+
+/*
+ * kvmas_ring_enable() - enable the dirty ring on a VM that has no vCPU yet.
+ * @vm_fd:  the VM
+ * @bytes:  ring size per vCPU in bytes (power of two; KVM's limits apply)
+ * @flags:  KVMAS_RING_ENABLE_*
+ *
+ * Prefers KVM_CAP_DIRTY_LOG_RING_ACQ_REL (the only one arm64 offers; the
+ * harvest here uses acquire/release either way). With WITH_BITMAP, also
+ * enables KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP where KVM offers it (arm64
+ * 6.2+): pages dirtied without a running vCPU then land in the slots'
+ * bitmaps, which the VMM must fetch with KVM_GET_DIRTY_LOG after the final
+ * ring harvest (kvmas_ring_get_bitmap()).
+ *
+ * Return: KVMAS_RING_MODE_* bits (>= 0) or -errno (-EOPNOTSUPP: no ring).
+ */
+KVMAS_API int kvmas_ring_enable(int vm_fd, __u32 bytes, unsigned int flags);
+
+/*
+ * kvmas_ring_map() - map vCPU @vcpu_fd's ring into @r (zeroed first).
+ * @bytes: the VM's ring size in bytes; @vcpu_id: its KVM_CREATE_VCPU id.
+ * The fetch index starts at 0: call this before the vCPU first runs.
+ * Return: 0 or -errno from mmap().
+ */
+KVMAS_API int kvmas_ring_map(struct kvmas_ring *r, int vcpu_fd,
+			     unsigned int vcpu_id, __u32 bytes);
+/* kvmas_ring_unmap() - undo kvmas_ring_map(); safe on a zeroed ring. */
+KVMAS_API void kvmas_ring_unmap(struct kvmas_ring *r);
+
+/* Called once per harvested entry: slot is as_id << 16 | id, offset in pages. */
+typedef void kvmas_ring_collect_fn(void *opaque, __u32 slot, __u64 offset);
+
+/*
+ * kvmas_ring_harvest() - collect up to @max entries (0: no limit beyond one
+ * lap) from the fetch index, calling @fn for each, marking each collected.
+ * Return: entries harvested.
+ */
+KVMAS_API __u32 kvmas_ring_harvest(struct kvmas_ring *r,
+				   kvmas_ring_collect_fn *fn, void *opaque,
+				   __u32 max);
+
+/*
+ * kvmas_ring_reset() - KVMAS_RESET_RING up to each ring's fetch index.
+ * @rings: @n rings of the session's VM; each gets last_reset, reset_index,
+ *         stop_reason and invalid updated
+ * @flags: KVMAS_RING_RESET_* (ALL_COLLECTED is refused: use the fetch index)
+ *
+ * Retries by itself while a reset stops for a pending signal and other rings
+ * still have work. Return: entries reset in total (>= 0), or -errno
+ * (-EOPNOTSUPP without KVMAS_CAP_RING_RESET, -ENXIO without a ring).
+ */
+KVMAS_API long kvmas_ring_reset(struct kvmas *kv, struct kvmas_ring *const *rings,
+				unsigned int n, unsigned int flags);
+
+/*
+ * kvmas_ring_drain() - for KVM_EXIT_DIRTY_RING_FULL on @r's vCPU, or before
+ * a final pass: harvest and reset until the ring has nothing collected left
+ * (or @rounds rounds, 0 = 4). Return: entries harvested, or -errno.
+ */
+KVMAS_API long kvmas_ring_drain(struct kvmas *kv, struct kvmas_ring *r,
+				kvmas_ring_collect_fn *fn, void *opaque,
+				unsigned int rounds);
+
+/*
+ * kvmas_ring_get_bitmap() - KVM_GET_DIRTY_LOG of slot (as_id << 16 | id)
+ * into @bitmap, for VMs with KVMAS_RING_MODE_WITH_BITMAP (and bitmap VMs).
+ * Return: 0 or -errno.
+ */
+KVMAS_API int kvmas_ring_get_bitmap(int vm_fd, __u32 slot, void *bitmap);
+
+/*
+ * kvmas_ring_stop_name() - "boundary", "not-collected", ... for an enum
+ * kvmas_ring_stop value; "unknown" for others.
+ */
+KVMAS_API const char *kvmas_ring_stop_name(unsigned int reason);
 
 #ifdef __cplusplus
 }

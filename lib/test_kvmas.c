@@ -125,6 +125,26 @@ NOPAD(struct kvmas_layout, FSIZE(struct kvmas_layout, size) +
 				   FSIZE(struct kvmas_layout, generation));
 _Static_assert(sizeof(struct kvmas_layout) == 48, "kvmas_layout size");
 
+AT(struct kvmas_ring_vcpu, vcpu_id, 0);
+AT(struct kvmas_ring_vcpu, boundary, 4);
+AT(struct kvmas_ring_vcpu, reset, 8);
+AT(struct kvmas_ring_vcpu, reset_index, 12);
+AT(struct kvmas_ring_vcpu, stop_reason, 16);
+AT(struct kvmas_ring_vcpu, invalid, 20);
+_Static_assert(sizeof(struct kvmas_ring_vcpu) == 24, "kvmas_ring_vcpu size");
+AT(struct kvmas_reset_ring, size, 0);
+AT(struct kvmas_reset_ring, flags, 4);
+AT(struct kvmas_reset_ring, nr_vcpus, 8);
+AT(struct kvmas_reset_ring, vcpu_size, 12);
+AT(struct kvmas_reset_ring, vcpus, 16);
+AT(struct kvmas_reset_ring, max_entries, 24);
+AT(struct kvmas_reset_ring, total_reset, 28);
+AT(struct kvmas_reset_ring, error_index, 32);
+AT(struct kvmas_reset_ring, tlb_flushes, 36);
+AT(struct kvmas_reset_ring, __reserved32, 40);
+AT(struct kvmas_reset_ring, __reserved, 44);
+_Static_assert(sizeof(struct kvmas_reset_ring) == 48, "kvmas_reset_ring size");
+
 /* ---- TAP ---- */
 
 static int nr_pass, nr_fail;
@@ -160,6 +180,11 @@ static struct {
 	int tail_e2big; /* answer E2BIG without touching nr_entries */
 	unsigned int layout_calls;
 	int bad_input; /* the library sent something invalid */
+	/* RESET_RING model: one ring, the kernel's view of it */
+	struct kvm_dirty_gfn *ring;
+	__u32 ring_entries, reset_index;
+	unsigned int ring_calls;
+	unsigned int signal_calls; /* this many calls stop on a "signal" first */
 } fake;
 
 static const int fake_cap_values[KVMAS_CAP_COUNT] = {
@@ -203,6 +228,47 @@ static int fake_layout(struct kvmas_layout *l)
 	l->nr_entries = nr;
 	l->generation[0] = 42;
 	l->generation[1] = (l->flags & KVMAS_LAYOUT_ALL_AS) ? 43 : 0;
+	return 0;
+}
+
+/* The kernel's walk, for one ring (vCPU 7), minus the page re-protection. */
+static int fake_reset_ring(struct kvmas_reset_ring *c)
+{
+	struct kvmas_ring_vcpu *v = (struct kvmas_ring_vcpu *)(uintptr_t)c->vcpus;
+	__u32 n = 0;
+
+	fake.ring_calls++;
+	if (c->size != sizeof(*c) || c->vcpu_size != sizeof(*v) ||
+	    c->nr_vcpus != 1 || c->__reserved || c->__reserved32 || c->flags) {
+		fake.bad_input = 1;
+		return fake_err(EINVAL);
+	}
+	if (v->vcpu_id != 7) {
+		c->error_index = 0;
+		return fake_err(ENOENT);
+	}
+	v->stop_reason = KVMAS_RING_STOP_BOUNDARY;
+	if (fake.signal_calls) {
+		fake.signal_calls--;
+		v->stop_reason = KVMAS_RING_STOP_SIGNAL;
+	}
+	while (v->stop_reason == KVMAS_RING_STOP_BOUNDARY &&
+	       fake.reset_index + n != v->boundary) {
+		struct kvm_dirty_gfn *e =
+			&fake.ring[(fake.reset_index + n) &
+				   (fake.ring_entries - 1)];
+
+		if (e->flags != KVM_DIRTY_GFN_F_RESET) {
+			v->stop_reason = KVMAS_RING_STOP_NOT_COLLECTED;
+			break;
+		}
+		e->flags = 0;
+		n++;
+	}
+	fake.reset_index += n;
+	v->reset = n;
+	v->reset_index = fake.reset_index;
+	c->total_reset = n;
 	return 0;
 }
 
@@ -264,6 +330,8 @@ static int fake_ioctl(unsigned long req, unsigned long arg)
 		if (!fake.attached)
 			return fake_err(ENOTCONN);
 		return fake_layout(p);
+	case KVMAS_RESET_RING:
+		return fake_reset_ring(p);
 	}
 	return fake_err(ENOTTY);
 }
@@ -549,6 +617,99 @@ static void test_error_strings(void)
 	ok(s && !strcmp(s, strerror(EXDEV)), "undocumented errno: strerror");
 }
 
+struct collected {
+	unsigned int n;
+	__u32 slot[64];
+	__u64 off[64];
+};
+
+static void collect(void *opaque, __u32 slot, __u64 offset)
+{
+	struct collected *c = opaque;
+
+	if (c->n < 64) {
+		c->slot[c->n] = slot;
+		c->off[c->n] = offset;
+	}
+	c->n++;
+}
+
+/* KVM's side of a push: fill, then publish DIRTY. */
+static void push(struct kvm_dirty_gfn *ring, __u32 entries, __u32 *prod,
+		 __u32 slot, __u64 off)
+{
+	struct kvm_dirty_gfn *e = &ring[(*prod)++ & (entries - 1)];
+
+	e->slot = slot;
+	e->offset = off;
+	e->flags = KVM_DIRTY_GFN_F_DIRTY;
+}
+
+static void test_ring(struct kvmas *kv)
+{
+	struct kvm_dirty_gfn gfns[16];
+	struct kvmas_ring r = { .gfns = gfns, .entries = 16, .vcpu_id = 7 };
+	struct kvmas_ring *rp = &r;
+	struct collected c = { 0 };
+	__u32 prod = 0, i, h;
+	long got;
+
+	memset(gfns, 0, sizeof(gfns));
+	fake.ring = gfns;
+	fake.ring_entries = 16;
+
+	for (i = 0; i < 5; i++)
+		push(gfns, 16, &prod, 1 << 16 | 3, 100 + i);
+	h = kvmas_ring_harvest(&r, collect, &c, 0);
+	ok(h == 5 && c.n == 5 && r.fetch == 5 && c.slot[0] == (1 << 16 | 3) &&
+		   c.off[0] == 100 && c.off[4] == 104,
+	   "harvest collects the pushed entries in order (%u)", h);
+	ok(gfns[0].flags == KVM_DIRTY_GFN_F_RESET &&
+		   gfns[4].flags == KVM_DIRTY_GFN_F_RESET && !gfns[5].flags,
+	   "harvest marks exactly the collected entries RESET");
+	ok(kvmas_ring_harvest(&r, collect, &c, 0) == 0 && c.n == 5,
+	   "harvest stops at the first entry not DIRTY");
+
+	got = kvmas_ring_reset(kv, &rp, 1, 0);
+	ok(got == 5 && r.reset_index == 5 && r.last_reset == 5 &&
+		   r.stop_reason == KVMAS_RING_STOP_BOUNDARY && !gfns[0].flags,
+	   "reset up to the fetch index (%ld, stop %s)", got,
+	   kvmas_ring_stop_name(r.stop_reason));
+
+	/* Wrap around the ring, with a capped harvest. */
+	for (i = 0; i < 14; i++)
+		push(gfns, 16, &prod, 1, i);
+	c.n = 0;
+	h = kvmas_ring_harvest(&r, collect, &c, 10);
+	ok(h == 10 && r.fetch == 15, "harvest honours its maximum (%u)", h);
+	h = kvmas_ring_harvest(&r, collect, &c, 0);
+	ok(h == 4 && r.fetch == 19 && c.n == 14 && c.off[13] == 13,
+	   "harvest continues across the wrap (%u)", h);
+
+	fake.signal_calls = 2;
+	got = kvmas_ring_reset(kv, &rp, 1, 0);
+	ok(got == 14 && r.reset_index == 19 && fake.signal_calls == 0,
+	   "reset retries after signal stops and completes (%ld)", got);
+	ok(kvmas_ring_reset(kv, &rp, 1, KVMAS_RING_RESET_ALL_COLLECTED) ==
+		   -EINVAL,
+	   "ALL_COLLECTED is refused: the library resets to its fetch index");
+
+	for (i = 0; i < 3; i++)
+		push(gfns, 16, &prod, 1, 50 + i);
+	c.n = 0;
+	got = kvmas_ring_drain(kv, &r, collect, &c, 0);
+	ok(got == 3 && c.n == 3 && r.reset_index == 22 && r.fetch == 22,
+	   "drain (ring-full path) harvests and resets everything (%ld)", got);
+
+	r.vcpu_id = 8;
+	ok(kvmas_ring_reset(kv, &rp, 1, 0) == -ENOENT,
+	   "unknown vCPU id: -ENOENT");
+	ok(!strcmp(kvmas_ring_stop_name(KVMAS_RING_STOP_PRODUCER), "producer") &&
+		   !strcmp(kvmas_ring_stop_name(99), "unknown"),
+	   "stop reason names");
+	ok(!fake.bad_input, "every RESET_RING struct was clean");
+}
+
 int main(void)
 {
 	struct kvmas *kv;
@@ -566,6 +727,7 @@ int main(void)
 		test_caps(kv);
 		test_vm(kv);
 		test_layout(kv);
+		test_ring(kv);
 		kvmas_close(kv);
 	}
 

@@ -745,6 +745,10 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 					      &idx, &gps, &dirty, &route);
 	}
 	mutex_unlock(&kvm->slots_lock);
+	if (!r && !(cmd->flags & KVMAS_BATCH_VALIDATE_ONLY)) {
+		atomic64_inc(&kvmas_stats.batches_committed);
+		atomic64_add(n, &kvmas_stats.batch_ops_committed);
+	}
 
 	/* Committed: only the copies to the caller's buffers are left. */
 	for (i = 0; !r && i < n; i++) {

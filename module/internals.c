@@ -43,6 +43,7 @@
 #include <linux/sched/signal.h>
 
 #include "internals.h"
+#include "ring.h"
 
 /* Features that may be used now; changed only with kvmas_internals_rwsem held for write. */
 static unsigned int kvmas_features;
@@ -460,31 +461,6 @@ void kvmas_k_fence_end(struct kvm *kvm, unsigned long hva_lo,
 
 /* ------------------------------------------------------------------------ */
 
-/*
- * Re-protects the pages of one coalesced group of harvested ring entries,
- * exactly as KVM's static kvm_reset_dirty_gfn() does, plus the mask == 0
- * guard that 6.1 lacks (its final call always passes the pending mask, even
- * an empty one, and __fls(0) is undefined). Caller holds kvm->slots_lock or
- * kvm->srcu (the memslot lookup needs one of them).
- */
-void kvmas_reset_dirty_gfn(struct kvm *kvm, u32 slot, u64 offset, u64 mask)
-{
-	struct kvm_memory_slot *memslot;
-	u32 as_id = slot >> 16, id = (u16)slot;
-
-	if (!mask || as_id >= kvmas_nr_as(kvm) || id >= KVM_USER_MEM_SLOTS)
-		return;
-	memslot = id_to_memslot(__kvm_memslots(kvm, as_id), id);
-	/* Userspace wrote slot/offset: never trust them. */
-	if (!memslot || offset >= memslot->npages ||
-	    offset + __fls(mask) >= memslot->npages)
-		return;
-
-	kvmas_mmu_write_lock(kvm);
-	kvmas_k_enable_log_dirty_pt_masked(kvm, memslot, offset, mask);
-	kvmas_mmu_write_unlock(kvm);
-}
-
 #ifdef KVMAS_ROUTE_LIVEPATCH
 /*
  * Replacement for kvm_dirty_ring_reset(), installed by our livepatch.
@@ -501,66 +477,19 @@ void kvmas_reset_dirty_gfn(struct kvm *kvm, u32 slot, u64 offset, u64 mask)
  *    vCPU), so one lap is exact for honest VMMs and a hard bound otherwise;
  *  - it stops early on a fatal signal (the caller is dying; its return value
  *    is moot), and reschedules between coalesced groups;
- *  - it never re-protects an empty mask (see kvmas_reset_dirty_gfn()).
+ *  - it never moves reset_index past dirty_index: stock does when a VMM
+ *    marks entries KVM never pushed, and the vCPU's next push then WARNs
+ *    (a userspace-triggered WARN; a panic with panic_on_warn). A push in
+ *    flight is waited for briefly (see ring.c);
+ *  - it never re-protects an empty mask (6.1 passes one to __fls()).
  * Other signals do not cut it short: QEMU asserts the count it gets back
- * equals what it harvested. The tracepoint kvm_dirty_ring_reset is not
- * emitted (its symbol is internal to kvm.ko).
+ * equals what it harvested. It also takes the ring's lock from ring.c, which
+ * is what lets KVMAS_RESET_RING run per vCPU without slots_lock. The
+ * tracepoint kvm_dirty_ring_reset is not emitted (internal to kvm.ko).
  */
 static int kvmas_dirty_ring_reset(struct kvm *kvm, struct kvm_dirty_ring *ring)
 {
-	u32 cur_slot = 0, next_slot;
-	u64 cur_offset = 0, next_offset;
-	unsigned long mask = 0;
-	struct kvm_dirty_gfn *entry;
-	int count = 0;
-
-	while (count < ring->size) {
-		entry = &ring->dirty_gfns[ring->reset_index & (ring->size - 1)];
-		/*
-		 * Pairs with the VMM's store-release of RESET: the slot and
-		 * offset it harvested are visible once RESET is.
-		 */
-		if (!(smp_load_acquire(&entry->flags) & KVM_DIRTY_GFN_F_RESET))
-			break;
-		if (fatal_signal_pending(current))
-			break;
-		/*
-		 * Userspace-owned memory: read each field exactly once (ordered
-		 * after the flags by the acquire above).
-		 */
-		next_slot = READ_ONCE(entry->slot);
-		next_offset = READ_ONCE(entry->offset);
-		/*
-		 * Pairs with the VMM's load-acquire of flags before it reuses
-		 * the entry: the entry is free only after we are done with it.
-		 */
-		smp_store_release(&entry->flags, 0);
-		ring->reset_index++;
-		count++;
-
-		/* Coalesce neighbours into one 64-page mask, like stock. */
-		if (mask && next_slot == cur_slot) {
-			s64 delta = next_offset - cur_offset;
-
-			if (delta >= 0 && delta < BITS_PER_LONG) {
-				mask |= 1ull << delta;
-				continue;
-			}
-			if (delta > -BITS_PER_LONG && delta < 0 &&
-			    (mask << -delta >> -delta) == mask) {
-				cur_offset = next_offset;
-				mask = (mask << -delta) | 1;
-				continue;
-			}
-		}
-		kvmas_reset_dirty_gfn(kvm, cur_slot, cur_offset, mask);
-		cur_slot = next_slot;
-		cur_offset = next_offset;
-		mask = 1;
-		cond_resched();
-	}
-	kvmas_reset_dirty_gfn(kvm, cur_slot, cur_offset, mask);
-	return count;
+	return kvmas_ring_reset_stock(kvm, ring);
 }
 
 static void kvmas_post_patch(struct klp_object *obj)

@@ -80,7 +80,4 @@ void kvmas_k_fence_begin(struct kvm *kvm, const struct kvmas_gfn_range *r,
 void kvmas_k_fence_end(struct kvm *kvm, unsigned long hva_lo,
 		       unsigned long hva_hi);
 
-/* Shared by the hardened stock reset and our per-vCPU reset (issue 5). */
-void kvmas_reset_dirty_gfn(struct kvm *kvm, u32 slot, u64 offset, u64 mask);
-
 #endif /* KVMAS_INTERNALS_H */

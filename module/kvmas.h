@@ -32,6 +32,10 @@ struct kvmas_stats {
 	atomic64_t attach_ok;
 	atomic64_t attach_failed;
 	atomic64_t ioctl_errors;
+	atomic64_t batches_committed;
+	atomic64_t batch_ops_committed;
+	atomic64_t ring_reset_calls;
+	atomic64_t ring_entries_reset;
 };
 
 extern struct kvmas_stats kvmas_stats;
@@ -51,6 +55,9 @@ struct kvm *kvmas_session_vm(struct kvmas_session *s, int *err);
 
 /* batch.c */
 int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd);
+
+/* ring.c */
+int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd);
 
 /* netlink.c */
 int kvmas_netlink_init(void);

@@ -12,6 +12,7 @@
 
 #include "internals.h"
 #include "kvmas.h"
+#include "ring.h"
 
 struct kvmas_stats kvmas_stats;
 
@@ -25,6 +26,7 @@ union kvmas_cmd_buffer {
 	struct kvmas_vm_info info;
 	struct kvmas_layout layout;
 	struct kvmas_commit_batch batch;
+	struct kvmas_reset_ring ring;
 };
 
 struct kvmas_ioctl_op {
@@ -56,6 +58,12 @@ static int kvmas_cap_value(unsigned int cap)
 		return !!(kvmas_internals_features() & KVMAS_FEAT_BATCH_COMMIT);
 	case KVMAS_CAP_MAX_BATCH_OPS:
 		return KVMAS_MAX_BATCH_OPS;
+	case KVMAS_CAP_RING_RESET:
+		if (!(kvmas_internals_features() & KVMAS_FEAT_RING_RESET))
+			return 0;
+		return kvmas_hardened_reset_active() ?
+			       KVMAS_RING_RESET_PARALLEL :
+			       KVMAS_RING_RESET_SERIAL;
 	default:
 		return 0;
 	}
@@ -97,6 +105,11 @@ static const struct kvmas_ioctl_op kvmas_ops[] = {
 		.min_size = offsetofend(struct kvmas_commit_batch, __reserved),
 		.respond_on_error = true,
 	},
+	[KVMAS_CMD_RESET_RING] = {
+		.size = sizeof(struct kvmas_reset_ring),
+		.min_size = offsetofend(struct kvmas_reset_ring, __reserved),
+		.respond_on_error = true,
+	},
 };
 
 /*
@@ -117,6 +130,8 @@ static int kvmas_execute(struct kvmas_session *s, unsigned int nr,
 		return kvmas_get_layout(s, &buf->layout);
 	case KVMAS_CMD_COMMIT_BATCH:
 		return kvmas_commit_batch(s, &buf->batch);
+	case KVMAS_CMD_RESET_RING:
+		return kvmas_reset_ring(s, &buf->ring);
 	}
 	return -ENOTTY;
 }
@@ -222,6 +237,8 @@ static int __init kvmas_init(void)
 	ret = kvmas_netlink_init();
 	if (ret)
 		goto err_cache;
+	/* Before the livepatch: the patched stock reset takes the ring locks. */
+	kvmas_ring_init();
 	/*
 	 * An enabled livepatch cannot be taken back from here (only through
 	 * sysfs), so it comes after every step that can be unwound; until it

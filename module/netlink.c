@@ -29,7 +29,19 @@ static int kvmas_nl_put_stats(struct sk_buff *skb)
 			      atomic64_read(&st->attach_failed),
 			      KVMAS_NL_A_PAD) ||
 	    nla_put_u64_64bit(skb, KVMAS_NL_A_STAT_IOCTL_ERRORS,
-			      atomic64_read(&st->ioctl_errors), KVMAS_NL_A_PAD))
+			      atomic64_read(&st->ioctl_errors), KVMAS_NL_A_PAD) ||
+	    nla_put_u64_64bit(skb, KVMAS_NL_A_STAT_BATCHES,
+			      atomic64_read(&st->batches_committed),
+			      KVMAS_NL_A_PAD) ||
+	    nla_put_u64_64bit(skb, KVMAS_NL_A_STAT_BATCH_OPS,
+			      atomic64_read(&st->batch_ops_committed),
+			      KVMAS_NL_A_PAD) ||
+	    nla_put_u64_64bit(skb, KVMAS_NL_A_STAT_RING_RESETS,
+			      atomic64_read(&st->ring_reset_calls),
+			      KVMAS_NL_A_PAD) ||
+	    nla_put_u64_64bit(skb, KVMAS_NL_A_STAT_RING_ENTRIES,
+			      atomic64_read(&st->ring_entries_reset),
+			      KVMAS_NL_A_PAD))
 		return -EMSGSIZE;
 	return 0;
 }

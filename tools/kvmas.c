@@ -140,6 +140,10 @@ static struct nla_policy kvmas_policy[KVMAS_NL_A_MAX + 1] = {
 	[KVMAS_NL_A_SESSION_VM_STATS_ID] = { .type = NLA_STRING },
 	[KVMAS_NL_A_SESSION_ATTACHED] = { .type = NLA_FLAG },
 	[KVMAS_NL_A_EVENT_TYPE] = { .type = NLA_U32 },
+	[KVMAS_NL_A_STAT_BATCHES] = { .type = NLA_U64 },
+	[KVMAS_NL_A_STAT_BATCH_OPS] = { .type = NLA_U64 },
+	[KVMAS_NL_A_STAT_RING_RESETS] = { .type = NLA_U64 },
+	[KVMAS_NL_A_STAT_RING_ENTRIES] = { .type = NLA_U64 },
 };
 
 static void genl_close(struct genl *g)
@@ -347,6 +351,10 @@ static const struct {
 	{ KVMAS_NL_A_STAT_ATTACH_OK, "attach_ok" },
 	{ KVMAS_NL_A_STAT_ATTACH_FAILED, "attach_failed" },
 	{ KVMAS_NL_A_STAT_IOCTL_ERRORS, "ioctl_errors" },
+	{ KVMAS_NL_A_STAT_BATCHES, "batches" },
+	{ KVMAS_NL_A_STAT_BATCH_OPS, "batch_ops" },
+	{ KVMAS_NL_A_STAT_RING_RESETS, "ring_resets" },
+	{ KVMAS_NL_A_STAT_RING_ENTRIES, "ring_entries" },
 };
 
 static int stats_cb(struct nl_msg *msg, void *arg)

@@ -9,5 +9,8 @@ sleep 1
 echo "# suite: race_test"
 ./race_test
 rc=$?
+# Per-vCPU reset scaling needs parallel guest CPUs: measured here.
+echo "# bench: bench_ring"
+./bench_ring || rc=1
 kill "$holder"
 exit $rc

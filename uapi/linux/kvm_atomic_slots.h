@@ -57,7 +57,8 @@ enum {
 	KVMAS_CMD_GET_LAYOUT = 0x05,
 	KVMAS_CMD_COMMIT_BATCH = 0x06,
 	/* 0x07..0x0f reserved for memslot batch commits */
-	/* 0x10..0x1f reserved for dirty-ring reset (KVMAS_CAP_RING_RESET) */
+	KVMAS_CMD_RESET_RING = 0x10,
+	/* 0x11..0x1f reserved for dirty-ring reset (KVMAS_CAP_RING_RESET) */
 };
 
 /*
@@ -81,7 +82,14 @@ enum kvmas_cap {
 	KVMAS_CAP_LAYOUT_ALL_AS = 1,
 	/* Batched atomic memslot commits are available. */
 	KVMAS_CAP_BATCH_COMMIT = 2,
-	/* Per-vCPU ordered dirty-ring reset is available. */
+	/*
+	 * Per-vCPU ordered dirty-ring reset (KVMAS_RESET_RING) is available.
+	 * Value KVMAS_RING_RESET_PARALLEL: resets of different vCPUs run
+	 * concurrently (each ring has its own lock, shared with the hardened
+	 * stock reset). Value KVMAS_RING_RESET_SERIAL: correct, but every reset
+	 * holds the VM's slots_lock like stock KVM_RESET_DIRTY_RINGS (kernels
+	 * where the stock reset cannot be routed through the module).
+	 */
 	KVMAS_CAP_RING_RESET = 3,
 	/* KVM internals are reached through livepatch relocations (IBT-safe). */
 	KVMAS_CAP_ROUTE_LIVEPATCH = 4,
@@ -364,6 +372,137 @@ struct kvmas_commit_batch {
 #define KVMAS_COMMIT_BATCH _IO(KVMAS_TYPE, KVMAS_CMD_COMMIT_BATCH)
 
 /*
+ * Per-vCPU ordered dirty-ring reset (KVMAS_CAP_RING_RESET)
+ * --------------------------------------------------------
+ * The VMM side of KVM's dirty ring (Documentation/virt/kvm/api.rst,
+ * KVM_CAP_DIRTY_LOG_RING) stays as KVM defines it: for each vCPU, starting at
+ * its fetch index (a free-running u32 counting entries harvested since the
+ * vCPU was created), load-acquire an entry's flags, stop at the first without
+ * KVM_DIRTY_GFN_F_DIRTY, read slot/offset, then store-release
+ * KVM_DIRTY_GFN_F_RESET into flags with one single-copy-atomic 32-bit store.
+ * libkvmas does exactly this (kvmas_ring_harvest()).
+ *
+ * KVMAS_RESET_RING replaces the global KVM_RESET_DIRTY_RINGS for the vCPUs it
+ * names. For each one, in order:
+ *  - it walks the ring from KVM's reset index towards @boundary (the caller's
+ *    fetch index: the entries it claims to have collected), never past what
+ *    KVM has pushed (the producer index) and never more than one lap;
+ *  - each entry's flags are load-acquired (pairing with the VMM's
+ *    store-release of RESET, so the slot/offset read next are the ones the
+ *    VMM saw); the walk stops at the first entry not marked collected;
+ *  - each reset entry is released back to KVM (flags store-released to 0)
+ *    and its page write-protected again (or its dirty bit cleared) exactly as
+ *    KVM's own reset does, so a page written again is pushed again;
+ *  - entries naming a slot or offset that does not exist (a slot deleted
+ *    since the push, or garbage) are released without touching any page and
+ *    counted in @invalid, as stock does; with KVMAS_RING_RESET_STOP_INVALID
+ *    the walk stops in front of such an entry instead, leaving it in place.
+ * After all vCPUs, one TLB flush for the VM if any page was re-protected,
+ * before the call returns: page contents read after the call are current.
+ *
+ * Work per call is bounded (one lap per vCPU, and @max_entries if set); the
+ * walk reschedules between groups of entries and stops early, with a partial
+ * result and return value 0, when a signal is pending. It never loops on
+ * flags another thread keeps rewriting.
+ *
+ * Locking: each ring has its own lock. With KVMAS_CAP_RING_RESET ==
+ * KVMAS_RING_RESET_PARALLEL, stock KVM_RESET_DIRTY_RINGS (replaced by the
+ * module's hardened version, KVMAS_CAP_HARDENED_RING_RESET) takes the same
+ * per-ring locks, so stock resets, ours, and ours on other vCPUs from other
+ * threads interleave correctly while only resets of the same ring serialise.
+ * Memslot lookups run under kvm->srcu, so batch commits and stock memslot
+ * ioctls are neither blocked nor blocking. With KVMAS_RING_RESET_SERIAL the
+ * call holds slots_lock instead.
+ *
+ * Stop reasons, per vCPU (the first that applies; @reset_index tells where):
+ */
+enum kvmas_ring_stop {
+	KVMAS_RING_STOP_NONE = 0,		/* not walked (the call stopped earlier) */
+	KVMAS_RING_STOP_BOUNDARY = 1,		/* reached @boundary (or it lies behind
+						 * the reset index: nothing to do) */
+	KVMAS_RING_STOP_NOT_COLLECTED = 2,	/* next entry lacks KVM_DIRTY_GFN_F_RESET */
+	KVMAS_RING_STOP_INVALID = 3,		/* next entry names no guest page
+						 * (only with ..._STOP_INVALID) */
+	KVMAS_RING_STOP_PRODUCER = 4,		/* reached KVM's producer index before
+						 * @boundary: the boundary claims entries
+						 * KVM has not pushed (yet) */
+	KVMAS_RING_STOP_BOUND = 5,		/* one lap, or the call's @max_entries */
+	KVMAS_RING_STOP_SIGNAL = 6,		/* a signal is pending: call again */
+	KVMAS_RING_STOP_NO_RING = 7,		/* the VM has no dirty ring (ENXIO) */
+};
+
+/* Values of KVMAS_CHECK_EXTENSION(KVMAS_CAP_RING_RESET). */
+#define KVMAS_RING_RESET_SERIAL		1
+#define KVMAS_RING_RESET_PARALLEL	2
+
+/* Most vCPUs one call may name. */
+#define KVMAS_MAX_RING_RESET_VCPUS 4096
+
+/*
+ * One vCPU of a KVMAS_RESET_RING call.
+ * @vcpu_id:     in: the id given to KVM_CREATE_VCPU
+ * @boundary:    in: the caller's fetch index for this ring (free-running,
+ *               u32 arithmetic like KVM's own indices); ignored with
+ *               KVMAS_RING_RESET_ALL_COLLECTED
+ * @reset:       out: entries reset (including @invalid ones)
+ * @reset_index: out: KVM's reset index after the call; the walk stopped at
+ *               the entry with this index
+ * @stop_reason: out: enum kvmas_ring_stop
+ * @invalid:     out: entries reset that named no guest page
+ */
+struct kvmas_ring_vcpu {
+	__u32 vcpu_id;
+	__u32 boundary;
+	__u32 reset;
+	__u32 reset_index;
+	__u32 stop_reason;
+	__u32 invalid;
+};
+
+/* kvmas_reset_ring.flags */
+#define KVMAS_RING_RESET_STOP_INVALID	(1U << 0) /* stop in front of entries naming no page */
+#define KVMAS_RING_RESET_ALL_COLLECTED	(1U << 1) /* no boundary: every collected entry
+						   * (stock's rule, per vCPU) */
+
+/*
+ * KVMAS_RESET_RING
+ * @size:        sizeof(struct kvmas_reset_ring)
+ * @flags:       KVMAS_RING_RESET_*
+ * @nr_vcpus:    entries in @vcpus, 1..KVMAS_MAX_RING_RESET_VCPUS (a vCPU may
+ *               appear more than once; it is walked again)
+ * @vcpu_size:   sizeof(struct kvmas_ring_vcpu) as the caller knows it (at
+ *               least the first version's 24 bytes)
+ * @vcpus:       user pointer to the entries; outputs are written back
+ * @max_entries: in: most entries the whole call may reset, 0 = no limit
+ *               beyond one lap per vCPU
+ * @total_reset: out: sum of the entries' @reset
+ * @error_index: out: the entry that made the call fail, or -1
+ * @tlb_flushes: out: 1 if the call flushed the VM's TLBs, else 0
+ * @__reserved32, @__reserved: must be 0
+ *
+ * Every vCPU id is checked before any ring is touched. Errors: ENOTCONN/
+ * EPERM/EIO as every VM command; EOPNOTSUPP if the capability is absent;
+ * ENXIO if the VM has no dirty ring (every entry reports NO_RING); ENOENT if
+ * a vCPU id does not exist (@error_index names it); EINVAL (flags, reserved
+ * fields, sizes, @nr_vcpus 0); EMSGSIZE (too many vCPUs); EFAULT (@vcpus).
+ * A pending signal is not an error: see KVMAS_RING_STOP_SIGNAL.
+ */
+struct kvmas_reset_ring {
+	__u32 size;
+	__u32 flags;
+	__u32 nr_vcpus;
+	__u32 vcpu_size;
+	__u64 vcpus;
+	__u32 max_entries;
+	__u32 total_reset;
+	__s32 error_index;
+	__u32 tlb_flushes;
+	__u32 __reserved32;
+	__u32 __reserved;
+};
+#define KVMAS_RESET_RING _IO(KVMAS_TYPE, KVMAS_CMD_RESET_RING)
+
+/*
  * Generic netlink family: statistics and events for operators (see
  * tools/kvmas). Not needed by VMMs.
  *
@@ -407,6 +546,10 @@ enum kvmas_nl_attr {
 	KVMAS_NL_A_SESSION_VM_STATS_ID,		/* string: KVM's "kvm-<pid>" id */
 	KVMAS_NL_A_SESSION_ATTACHED,		/* flag */
 	KVMAS_NL_A_EVENT_TYPE,			/* u32: enum kvmas_nl_event */
+	KVMAS_NL_A_STAT_BATCHES,		/* u64: batches committed */
+	KVMAS_NL_A_STAT_BATCH_OPS,		/* u64: ops in those batches */
+	KVMAS_NL_A_STAT_RING_RESETS,		/* u64: KVMAS_RESET_RING calls that reset */
+	KVMAS_NL_A_STAT_RING_ENTRIES,		/* u64: entries they reset */
 	__KVMAS_NL_A_MAX,
 };
 #define KVMAS_NL_A_MAX (__KVMAS_NL_A_MAX - 1)

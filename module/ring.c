@@ -1,0 +1,544 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Per-vCPU ordered dirty-ring reset (KVMAS_RESET_RING), and the ring walk it
+ * shares with the hardened stock KVM_RESET_DIRTY_RINGS (internals.c).
+ *
+ * Who may touch what in a struct kvm_dirty_ring:
+ *  - the vCPU thread alone pushes: it fills an entry, smp_wmb(), sets
+ *    DIRTY, then increments dirty_index;
+ *  - the VMM reads DIRTY entries and store-releases RESET into their flags
+ *    (shared memory, so anything may be written there by a hostile VMM);
+ *  - a resetter consumes RESET entries, stores flags = 0 and advances
+ *    reset_index. KVM assumes one resetter at a time (slots_lock in stock).
+ *    Here every resetter of a ring, ours and the livepatched stock one,
+ *    holds that ring's lock from kvmas_ring_stripe() instead, so resets of
+ *    different vCPUs run in parallel and each ring still has one resetter.
+ *    Without our livepatch (kallsyms route) stock resets run under
+ *    slots_lock only, so ours take slots_lock too.
+ */
+#include <linux/delay.h>
+#include <linux/hash.h>
+#include <linux/kvm_dirty_ring.h>
+#include <linux/kvm_host.h>
+#include <linux/mutex.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "internals.h"
+#include "kvmas.h"
+#include "ring.h"
+
+/*
+ * A ring's resetter lock, plus what makes "the pages are re-protected and
+ * the TLBs flushed when the call returns" hold when resetters interleave.
+ * A resetter re-protects under the lock but flushes after dropping it
+ * (stock: in its caller, after slots_lock). So a call that finds its
+ * entries already reset by someone else may not assume they are flushed:
+ * @reprotect_gen counts walks that re-protected pages (under @lock), and
+ * @flushed_gen is the highest count known to be followed by a completed
+ * TLB flush. A call flushes if the two differ when it leaves the lock.
+ * Flushes are per VM, so the count is meaningful only while one VM uses
+ * the stripe: once a second VM re-protects through it (@shared, sticky),
+ * every call on it flushes, as stock's caller does after every reset.
+ */
+struct kvmas_ring_stripe {
+	struct mutex lock;
+	struct kvm *owner; /* VM of the last re-protection; identity only */
+	bool shared;
+	u64 reprotect_gen;
+	atomic64_t flushed_gen;
+};
+
+#define KVMAS_RING_LOCK_BITS 6
+static struct kvmas_ring_stripe kvmas_ring_stripes[1 << KVMAS_RING_LOCK_BITS];
+
+void kvmas_ring_init(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(kvmas_ring_stripes); i++) {
+		mutex_init(&kvmas_ring_stripes[i].lock);
+		atomic64_set(&kvmas_ring_stripes[i].flushed_gen, 0);
+	}
+}
+
+/*
+ * Lock striping keyed by (VM, vCPU index): the vCPUs of one VM never share
+ * a stripe while their indices are below the table size; different VMs
+ * may, which costs contention and extra flushes, never correctness.
+ */
+static struct kvmas_ring_stripe *kvmas_ring_stripe(struct kvm_vcpu *vcpu)
+{
+	unsigned long h = hash_ptr(vcpu->kvm, KVMAS_RING_LOCK_BITS);
+
+	h += vcpu->vcpu_idx;
+	return &kvmas_ring_stripes[h & (ARRAY_SIZE(kvmas_ring_stripes) - 1)];
+}
+
+/* Under @st->lock, after a walk of @kvm's ring re-protected pages. */
+static void kvmas_stripe_reprotected(struct kvmas_ring_stripe *st,
+				    struct kvm *kvm)
+{
+	if (st->owner != kvm) {
+		st->shared |= st->owner != NULL;
+		st->owner = kvm;
+	}
+	st->reprotect_gen++;
+}
+
+/* After a completed flush: every walk counted up to @gen is flushed. */
+static void kvmas_stripe_flushed(struct kvmas_ring_stripe *st, u64 gen)
+{
+	s64 old = atomic64_read(&st->flushed_gen);
+
+	/* Full barrier on success: orders the flush before the new value. */
+	while (old < (s64)gen) {
+		s64 seen = atomic64_cmpxchg(&st->flushed_gen, old, gen);
+
+		if (seen == old)
+			break;
+		old = seen;
+	}
+}
+
+struct kvmas_walk {
+	/* in */
+	u32 want; /* entries up to the caller's boundary */
+	u32 budget; /* entries this walk may reset */
+	bool wait_producer; /* wait briefly for a push in flight (stock) */
+	bool producer_is_boundary; /* reaching it is the normal end */
+	bool stop_invalid; /* stop in front of an entry naming no page */
+	bool any_signal; /* any signal stops the walk, not only a fatal one */
+	/* out */
+	u32 reset;
+	u32 invalid;
+	u32 reason;
+	bool reprotected;
+};
+
+/* Up to 64 consecutive-ish pages of one memslot, re-protected at once. */
+struct kvmas_group {
+	struct kvm_memory_slot *slot;
+	u64 offset;
+	u64 mask;
+};
+
+/*
+ * Re-protects a group exactly as KVM's kvm_reset_dirty_gfn() does, under
+ * mmu_lock for write. Never with an empty mask (6.1's __fls(0) hazard).
+ */
+static void kvmas_group_flush(struct kvm *kvm, struct kvmas_group *g,
+			      struct kvmas_walk *w)
+{
+	if (!g->mask)
+		return;
+	kvmas_mmu_write_lock(kvm);
+	kvmas_k_enable_log_dirty_pt_masked(kvm, g->slot, g->offset, g->mask);
+	kvmas_mmu_write_unlock(kvm);
+	g->mask = 0;
+	w->reprotected = true;
+}
+
+/* Adds page @off of @ms to the group if it fits KVM's coalescing rule. */
+static bool kvmas_group_add(struct kvmas_group *g, struct kvm_memory_slot *ms,
+			    u64 off)
+{
+	s64 delta;
+
+	if (!g->mask || g->slot != ms)
+		return false;
+	delta = off - g->offset;
+	if (delta >= 0 && delta < BITS_PER_LONG) {
+		g->mask |= 1ull << delta;
+		return true;
+	}
+	if (delta > -BITS_PER_LONG && delta < 0 &&
+	    (g->mask << -delta >> -delta) == g->mask) {
+		g->offset = off;
+		g->mask = (g->mask << -delta) | 1;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The page a ring entry names, or NULL. Caller holds kvm->srcu or
+ * slots_lock, which keeps the returned memslot alive until it drops them.
+ * The entry is userspace memory: every value is range-checked.
+ */
+static struct kvm_memory_slot *kvmas_entry_slot(struct kvm *kvm, u32 slot,
+						u64 offset)
+{
+	u32 as_id = slot >> 16, id = (u16)slot;
+	struct kvm_memory_slot *ms;
+
+	if (as_id >= kvmas_nr_as(kvm) || id >= KVM_USER_MEM_SLOTS)
+		return NULL;
+	ms = id_to_memslot(__kvm_memslots(kvm, as_id), id);
+	if (!ms || offset >= ms->npages)
+		return NULL;
+	return ms;
+}
+
+static bool kvmas_walk_signalled(const struct kvmas_walk *w)
+{
+	return w->any_signal ? signal_pending(current) :
+			       fatal_signal_pending(current);
+}
+
+/*
+ * At the producer index, with the entry there already marked collected:
+ * either a hostile VMM marked an entry KVM never pushed, or the vCPU is
+ * between setting DIRTY and incrementing dirty_index (two adjacent stores;
+ * the VMM saw DIRTY in between). Waits up to ~50us for the latter. Returns
+ * true if the producer moved on (@prod updated).
+ */
+static bool kvmas_producer_moved(struct kvm_dirty_ring *ring, u32 idx,
+				 u32 *prod)
+{
+	struct kvm_dirty_gfn *entry = &ring->dirty_gfns[idx & (ring->size - 1)];
+	unsigned int i;
+
+	/* Pairs with the VMM's store-release of RESET, as in the walk. */
+	if (!(smp_load_acquire(&entry->flags) & KVM_DIRTY_GFN_F_RESET))
+		return false;
+	for (i = 0; i < 50; i++) {
+		udelay(1);
+		/* The vCPU's increment; an untorn value is all we need. */
+		*prod = READ_ONCE(ring->dirty_index);
+		if (*prod != idx)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Resets entries of @ring from its reset index: at most w->want, w->budget
+ * and one lap, and never past the producer index. Caller holds the ring's
+ * resetter lock and kvm->srcu or slots_lock. Leaves the last group in @g
+ * (flushed by the caller, before any TLB flush).
+ *
+ * Never passing the producer is what keeps a hostile VMM (RESET written
+ * on entries KVM never pushed) from moving reset_index ahead of
+ * dirty_index: stock KVM then sees a "full" ring on the next push and
+ * WARNs (kvm_dirty_ring_push()), which panics panic_on_warn hosts.
+ */
+static void kvmas_ring_walk(struct kvm *kvm, struct kvm_dirty_ring *ring,
+			    struct kvmas_walk *w, struct kvmas_group *g)
+{
+	/* Only resetters write reset_index, and we are the one (see top). */
+	u32 start = ring->reset_index, idx = start, cap, prod;
+	struct kvm_memory_slot *ms;
+	struct kvm_dirty_gfn *entry;
+	u32 slot;
+	u64 offset;
+
+	cap = min3(w->want, w->budget, ring->size);
+	/*
+	 * The vCPU increments dirty_index after publishing an entry; an
+	 * untorn snapshot bounds the walk to entries KVM pushed. No ordering
+	 * is needed: we act only on RESET flags, which the VMM sets after
+	 * seeing DIRTY (acquire below).
+	 */
+	prod = READ_ONCE(ring->dirty_index);
+
+	w->reason = 0;
+	while (idx - start < cap) {
+		if (idx == prod &&
+		    !(w->wait_producer && kvmas_producer_moved(ring, idx, &prod))) {
+			w->reason = w->producer_is_boundary ?
+					    KVMAS_RING_STOP_BOUNDARY :
+					    KVMAS_RING_STOP_PRODUCER;
+			break;
+		}
+		if (kvmas_walk_signalled(w)) {
+			w->reason = KVMAS_RING_STOP_SIGNAL;
+			break;
+		}
+		entry = &ring->dirty_gfns[idx & (ring->size - 1)];
+		/*
+		 * Pairs with the VMM's store-release of RESET: the slot and
+		 * offset it harvested are visible once RESET is.
+		 */
+		if (!(smp_load_acquire(&entry->flags) &
+		      KVM_DIRTY_GFN_F_RESET)) {
+			w->reason = KVMAS_RING_STOP_NOT_COLLECTED;
+			break;
+		}
+		/* Userspace memory: each field read exactly once. */
+		slot = READ_ONCE(entry->slot);
+		offset = READ_ONCE(entry->offset);
+		ms = kvmas_entry_slot(kvm, slot, offset);
+		if (!ms && w->stop_invalid) {
+			w->reason = KVMAS_RING_STOP_INVALID;
+			break;
+		}
+		/*
+		 * Pairs with the VMM's load-acquire of flags before it reuses
+		 * the entry: we are done reading it.
+		 */
+		smp_store_release(&entry->flags, 0);
+		idx++;
+
+		if (!ms) {
+			w->invalid++;
+			continue;
+		}
+		if (kvmas_group_add(g, ms, offset))
+			continue;
+		kvmas_group_flush(kvm, g, w);
+		g->slot = ms;
+		g->offset = offset;
+		g->mask = 1;
+		/* Between groups, outside mmu_lock. */
+		cond_resched();
+	}
+
+	w->reset = idx - start;
+	if (!w->reason)
+		w->reason = w->reset == w->want ? KVMAS_RING_STOP_BOUNDARY :
+						  KVMAS_RING_STOP_BOUND;
+	w->budget -= w->reset;
+
+	/*
+	 * Orders every flags = 0 above before the new index, which the vCPU
+	 * reads (READ_ONCE in kvm_dirty_ring_used() on 6.12, a plain load on
+	 * 6.1, both followed by the full barriers of guest entry) to decide
+	 * that it may push into those entries again.
+	 */
+	smp_store_release(&ring->reset_index, idx);
+}
+
+/*
+ * The livepatched kvm_dirty_ring_reset(): stock semantics (every collected
+ * entry, invalid ones skipped silently, the count returned) with one lap
+ * per call and the producer index as bounds, and only a fatal signal
+ * cutting it short, because QEMU asserts that the count equals what it
+ * harvested (hence also the wait for a push in flight). Called by
+ * KVM_RESET_DIRTY_RINGS with slots_lock held; the TLB flush is the caller's.
+ */
+int kvmas_ring_reset_stock(struct kvm *kvm, struct kvm_dirty_ring *ring)
+{
+	struct kvm_vcpu *vcpu = container_of(ring, struct kvm_vcpu, dirty_ring);
+	struct kvmas_walk w = {
+		.want = U32_MAX,
+		.budget = U32_MAX,
+		.wait_producer = true,
+	};
+	struct kvmas_group g = {};
+	struct kvmas_ring_stripe *st = kvmas_ring_stripe(vcpu);
+
+	mutex_lock(&st->lock);
+	kvmas_ring_walk(kvm, ring, &w, &g);
+	kvmas_group_flush(kvm, &g, &w);
+	/* Our caller flushes after slots_lock; later callers cannot know when. */
+	if (w.reprotected)
+		kvmas_stripe_reprotected(st, kvm);
+	mutex_unlock(&st->lock);
+	return w.reset;
+}
+
+/* A stripe whose re-protections this call's flush must cover. */
+struct kvmas_flush_mark {
+	struct kvmas_ring_stripe *st;
+	u64 gen;
+};
+
+/*
+ * Resets one vCPU's ring for KVMAS_RESET_RING. Sets @mark if the call must
+ * flush TLBs for this ring before returning (see kvmas_ring_stripe); in
+ * serial mode (slots_lock) every call flushes, since stock resets leave no
+ * trace of whether their flush has happened yet.
+ */
+static void kvmas_ring_reset_one(struct kvm *kvm, struct kvm_vcpu *vcpu,
+				 struct kvmas_ring_vcpu *v, u32 flags,
+				 bool parallel, struct kvmas_walk *w,
+				 struct kvmas_flush_mark *mark)
+{
+	struct kvm_dirty_ring *ring = &vcpu->dirty_ring;
+	struct kvmas_ring_stripe *st = kvmas_ring_stripe(vcpu);
+	struct mutex *lock = parallel ? &st->lock : &kvm->slots_lock;
+	struct kvmas_group g = {};
+	int idx;
+
+	w->reset = 0;
+	w->invalid = 0;
+	w->reprotected = false;
+	if (mutex_lock_killable(lock)) {
+		w->reason = KVMAS_RING_STOP_SIGNAL;
+	} else {
+		/* Keeps the memslots we re-protect alive (they are not locked). */
+		idx = srcu_read_lock(&kvm->srcu);
+		w->want = flags & KVMAS_RING_RESET_ALL_COLLECTED ?
+				  U32_MAX :
+				  v->boundary - ring->reset_index;
+		/* A boundary behind the reset index: nothing to do. */
+		if (!(flags & KVMAS_RING_RESET_ALL_COLLECTED) &&
+		    (s32)w->want < 0)
+			w->want = 0;
+		kvmas_ring_walk(kvm, ring, w, &g);
+		kvmas_group_flush(kvm, &g, w);
+		srcu_read_unlock(&kvm->srcu, idx);
+		if (parallel && w->reprotected)
+			kvmas_stripe_reprotected(st, kvm);
+		if (!parallel || st->shared) {
+			/* Flush, but prove nothing about the stripe. */
+			mark->st = NULL;
+			mark->gen = 1;
+		} else if (st->reprotect_gen >
+			   /* Pairs with the cmpxchg in kvmas_stripe_flushed(). */
+			   (u64)atomic64_read_acquire(&st->flushed_gen)) {
+			/* Another VM's pending re-protections: flush, mark nothing. */
+			mark->st = st->owner == kvm ? st : NULL;
+			mark->gen = st->reprotect_gen;
+		}
+		mutex_unlock(lock);
+	}
+	v->reset = w->reset;
+	v->invalid = w->invalid;
+	v->stop_reason = w->reason;
+	/* Ours, or advanced since by another resetter: a report either way. */
+	v->reset_index = READ_ONCE(ring->reset_index);
+}
+
+#define KVMAS_RING_RESET_FLAGS \
+	(KVMAS_RING_RESET_STOP_INVALID | KVMAS_RING_RESET_ALL_COLLECTED)
+
+static int kvmas_ring_copy_in(struct kvmas_reset_ring *cmd,
+			      struct kvmas_ring_vcpu *v)
+{
+	void __user *u = u64_to_user_ptr(cmd->vcpus);
+	u32 i;
+	int r;
+
+	for (i = 0; i < cmd->nr_vcpus; i++) {
+		r = copy_struct_from_user(&v[i], sizeof(v[i]),
+					  u + (size_t)i * cmd->vcpu_size,
+					  cmd->vcpu_size);
+		if (r) {
+			cmd->error_index = i;
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int kvmas_ring_copy_out(struct kvmas_reset_ring *cmd,
+			       const struct kvmas_ring_vcpu *v)
+{
+	void __user *u = u64_to_user_ptr(cmd->vcpus);
+	size_t n = min_t(size_t, cmd->vcpu_size, sizeof(*v));
+	u32 i;
+
+	for (i = 0; i < cmd->nr_vcpus; i++)
+		if (copy_to_user(u + (size_t)i * cmd->vcpu_size, &v[i], n))
+			return -EFAULT;
+	return 0;
+}
+
+int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
+{
+	struct kvmas_walk w = {};
+	struct kvmas_flush_mark *marks = NULL;
+	struct kvm_vcpu **vcpus = NULL;
+	struct kvmas_ring_vcpu *v = NULL;
+	bool parallel, stopped = false, flush = false;
+	struct kvm *kvm;
+	u32 i;
+	int r;
+
+	cmd->error_index = -1;
+	cmd->total_reset = 0;
+	cmd->tlb_flushes = 0;
+	if ((cmd->flags & ~KVMAS_RING_RESET_FLAGS) || cmd->__reserved32 ||
+	    cmd->__reserved || !cmd->nr_vcpus ||
+	    cmd->vcpu_size < offsetofend(struct kvmas_ring_vcpu, invalid))
+		return -EINVAL;
+	if (cmd->nr_vcpus > KVMAS_MAX_RING_RESET_VCPUS)
+		return -EMSGSIZE;
+
+	kvm = kvmas_session_vm(s, &r);
+	if (!kvm)
+		return r;
+	if (!kvmas_internals_get(KVMAS_FEAT_RING_RESET))
+		return -EOPNOTSUPP;
+	/*
+	 * Stable until put: the hardened stock reset (which takes our ring
+	 * locks) stays installed while we hold the internals.
+	 */
+	parallel = kvmas_hardened_reset_active();
+
+	r = -ENOMEM;
+	v = kvcalloc(cmd->nr_vcpus, sizeof(*v), GFP_KERNEL_ACCOUNT);
+	vcpus = kvcalloc(cmd->nr_vcpus, sizeof(*vcpus), GFP_KERNEL_ACCOUNT);
+	marks = kvcalloc(cmd->nr_vcpus, sizeof(*marks), GFP_KERNEL_ACCOUNT);
+	if (!v || !vcpus || !marks)
+		goto out;
+	r = kvmas_ring_copy_in(cmd, v);
+	if (r)
+		goto out;
+
+	/* Set once, before any vCPU exists (kvm->lock); an untorn read. */
+	if (!READ_ONCE(kvm->dirty_ring_size)) {
+		for (i = 0; i < cmd->nr_vcpus; i++)
+			v[i].stop_reason = KVMAS_RING_STOP_NO_RING;
+		r = kvmas_ring_copy_out(cmd, v) ?: -ENXIO;
+		goto out;
+	}
+	/* Every id first: a bad one fails the call before any ring changes. */
+	for (i = 0; i < cmd->nr_vcpus; i++) {
+		if (v[i].vcpu_id <= INT_MAX)
+			vcpus[i] = kvm_get_vcpu_by_id(kvm, v[i].vcpu_id);
+		if (!vcpus[i] || !vcpus[i]->dirty_ring.dirty_gfns) {
+			cmd->error_index = i;
+			r = -ENOENT;
+			goto out;
+		}
+	}
+
+	w.any_signal = true;
+	w.stop_invalid = cmd->flags & KVMAS_RING_RESET_STOP_INVALID;
+	w.producer_is_boundary = cmd->flags & KVMAS_RING_RESET_ALL_COLLECTED;
+	w.budget = cmd->max_entries ?: U32_MAX;
+	for (i = 0; i < cmd->nr_vcpus; i++) {
+		struct kvm_dirty_ring *ring = &vcpus[i]->dirty_ring;
+
+		if (stopped) {
+			/* The call's bound or a signal ended it: not walked. */
+			v[i].stop_reason = w.reason;
+			v[i].reset_index = READ_ONCE(ring->reset_index);
+			continue;
+		}
+		kvmas_ring_reset_one(kvm, vcpus[i], &v[i], cmd->flags, parallel,
+				     &w, &marks[i]);
+		flush |= marks[i].gen != 0;
+		cmd->total_reset += w.reset;
+		stopped = w.reason == KVMAS_RING_STOP_SIGNAL || !w.budget;
+		if (!w.budget && w.reason != KVMAS_RING_STOP_SIGNAL)
+			w.reason = KVMAS_RING_STOP_BOUND;
+	}
+	/*
+	 * One flush for every page re-protected above, or by resetters before
+	 * us whose flush may still be pending, before we return: the VMM reads
+	 * page contents after the reset (KVM's contract).
+	 */
+	if (flush) {
+		kvm_flush_remote_tlbs(kvm);
+		cmd->tlb_flushes = 1;
+		for (i = 0; i < cmd->nr_vcpus; i++)
+			if (marks[i].st)
+				kvmas_stripe_flushed(marks[i].st, marks[i].gen);
+	}
+	r = kvmas_ring_copy_out(cmd, v);
+	if (cmd->total_reset) {
+		atomic64_inc(&kvmas_stats.ring_reset_calls);
+		atomic64_add(cmd->total_reset, &kvmas_stats.ring_entries_reset);
+	}
+out:
+	kvfree(marks);
+	kvfree(vcpus);
+	kvfree(v);
+	kvmas_internals_put();
+	return r;
+}

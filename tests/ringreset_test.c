@@ -1,0 +1,652 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KVMAS_RESET_RING, the per-vCPU ordered dirty-ring reset, and libkvmas's
+ * harvest helpers, against real dirty rings of real KVM guests.
+ *
+ * The guest (tests/ringvm.c) is one flat 32-bit loop per vCPU writing one
+ * dword into every page of its own stripe of a dirty-logged slot, then HLT:
+ * a pass dirties exactly the stripe, so what a ring must report is known.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+
+#include "kvm_helpers.h"
+#include "kvmas.h"
+#include "ringvm.h"
+#include "kselftest_harness.h"
+
+/* A session attached to @vm, as a libkvmas handle. */
+static struct kvmas *attach(int vm)
+{
+	struct kvmas *kv;
+
+	if (kvmas_open(&kv))
+		return NULL;
+	if (kvmas_attach_vm(kv, vm)) {
+		kvmas_close(kv);
+		return NULL;
+	}
+	return kv;
+}
+
+/* libkvmas's view of ringvm's mapping of vCPU @i's ring. */
+static void ring_of(struct ringvm *r, int i, struct kvmas_ring *kr)
+{
+	memset(kr, 0, sizeof(*kr));
+	kr->gfns = r->ring[i];
+	kr->entries = r->ring_entries;
+	kr->vcpu_id = i;
+}
+
+/* One raw KVMAS_RESET_RING for one vCPU. */
+static int reset_one(struct kvmas *kv, uint32_t vcpu, uint32_t boundary,
+		     uint32_t flags, uint32_t max, struct kvmas_ring_vcpu *v,
+		     struct kvmas_reset_ring *c)
+{
+	memset(v, 0, sizeof(*v));
+	memset(c, 0, sizeof(*c));
+	v->vcpu_id = vcpu;
+	v->boundary = boundary;
+	c->size = sizeof(*c);
+	c->flags = flags;
+	c->nr_vcpus = 1;
+	c->vcpu_size = sizeof(*v);
+	c->vcpus = (uintptr_t)v;
+	c->max_entries = max;
+	return sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, c));
+}
+
+/* Marks the next @n entries collected, as a VMM would (no callback). */
+static uint32_t collect(struct kvmas_ring *kr, uint32_t n)
+{
+	return kvmas_ring_harvest(kr, NULL, NULL, n);
+}
+
+TEST(capability)
+{
+	int v;
+
+	patch_wait_settled();
+	v = kvmas_cap(KVMAS_CAP_RING_RESET);
+	/* Parallel exactly when the stock reset is ours (takes ring locks). */
+	if (kvmas_cap(KVMAS_CAP_HARDENED_RING_RESET) > 0) {
+		EXPECT_EQ(KVMAS_RING_RESET_PARALLEL, v);
+	} else {
+		EXPECT_TRUE(v == 0 || v == KVMAS_RING_RESET_SERIAL);
+	}
+	TH_LOG("KVMAS_CAP_RING_RESET = %d", v);
+}
+
+TEST(bad_input)
+{
+	struct kvmas_ring_vcpu v[2];
+	struct kvmas_reset_ring c;
+	struct ringvm r, nr;
+	struct kvmas *kv, *kv2;
+	int dev;
+
+	ASSERT_EQ(0, rv_create(&r, 1, 1024, 8));
+	kv = attach(r.vm);
+	ASSERT_NE(NULL, kv);
+
+	EXPECT_EQ(-EINVAL, reset_one(kv, 0, 0, 1U << 7, 0, v, &c));
+	EXPECT_EQ(-ENOENT, reset_one(kv, 5, 0, 0, 0, v, &c));
+	EXPECT_EQ(0, c.error_index);
+	EXPECT_EQ(-ENOENT, reset_one(kv, 0x80000000u, 0, 0, 0, v, &c));
+
+	reset_one(kv, 0, 0, 0, 0, v, &c);
+	c.nr_vcpus = 0;
+	EXPECT_EQ(-EINVAL, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+	c.nr_vcpus = KVMAS_MAX_RING_RESET_VCPUS + 1;
+	EXPECT_EQ(-EMSGSIZE, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+	c.nr_vcpus = 1;
+	c.vcpu_size = 20;
+	EXPECT_EQ(-EINVAL, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+	c.vcpu_size = sizeof(v[0]);
+	c.__reserved = 1;
+	EXPECT_EQ(-EINVAL, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+	c.__reserved = 0;
+	c.vcpus = 8;
+	EXPECT_EQ(-EFAULT, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+
+	/* A newer caller's larger entry: fine if its tail is zero. */
+	memset(v, 0, sizeof(v));
+	c.vcpus = (uintptr_t)v;
+	c.vcpu_size = sizeof(v[0]) + 8;
+	EXPECT_EQ(0, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+	v[1].vcpu_id = 1; /* the tail now is not */
+	EXPECT_EQ(-E2BIG, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+
+	/* Second entry names a missing vCPU: nothing walked, index 1. */
+	memset(v, 0, sizeof(v));
+	v[1].vcpu_id = 3;
+	c.vcpu_size = sizeof(v[0]);
+	c.nr_vcpus = 2;
+	EXPECT_EQ(-ENOENT, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+	EXPECT_EQ(1, c.error_index);
+
+	/* Not attached. */
+	dev = kvmas_dev_open();
+	ASSERT_GE(dev, 0);
+	EXPECT_EQ(-ENOTCONN, sys_ret(ioctl(dev, KVMAS_RESET_RING, &c)));
+	close(dev);
+
+	/* A VM without a ring: ENXIO, every entry says why. */
+	ASSERT_EQ(0, rv_create(&nr, 1, 0, 8));
+	kv2 = attach(nr.vm);
+	ASSERT_NE(NULL, kv2);
+	EXPECT_EQ(-ENXIO, reset_one(kv2, 0, 0, 0, 0, v, &c));
+	EXPECT_EQ(KVMAS_RING_STOP_NO_RING, v[0].stop_reason);
+	kvmas_close(kv2);
+	rv_destroy(&nr);
+
+	kvmas_close(kv);
+	rv_destroy(&r);
+}
+
+/*
+ * Reset goes exactly to the boundary, stops where documented, and
+ * re-protects exactly the pages it reset: a second pass pushes again
+ * those pages and only those.
+ */
+TEST(boundary_and_reprotect)
+{
+	struct kvmas_ring_vcpu v;
+	struct kvmas_reset_ring c;
+	struct kvmas_ring kr;
+	struct ringvm r;
+	struct kvmas *kv;
+
+	ASSERT_EQ(0, rv_create(&r, 1, 1024, 100));
+	kv = attach(r.vm);
+	ASSERT_NE(NULL, kv);
+	ring_of(&r, 0, &kr);
+
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	ASSERT_EQ(40, collect(&kr, 40));
+	ASSERT_EQ(0, reset_one(kv, 0, kr.fetch, 0, 0, &v, &c));
+	EXPECT_EQ(40, v.reset);
+	EXPECT_EQ(40, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
+	EXPECT_EQ(1, c.tlb_flushes);
+	EXPECT_EQ(40, c.total_reset);
+
+	/* Everything collected, but the boundary says 50 more. */
+	ASSERT_EQ(60, collect(&kr, 0));
+	ASSERT_EQ(0, reset_one(kv, 0, 90, 0, 0, &v, &c));
+	EXPECT_EQ(50, v.reset);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
+	/* A boundary behind the reset index: nothing to do. */
+	ASSERT_EQ(0, reset_one(kv, 0, 10, 0, 0, &v, &c));
+	EXPECT_EQ(0, v.reset);
+	EXPECT_EQ(90, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
+	EXPECT_EQ(0, c.tlb_flushes);
+	/* The work bound. */
+	ASSERT_EQ(0, reset_one(kv, 0, 100, 0, 4, &v, &c));
+	EXPECT_EQ(4, v.reset);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUND, v.stop_reason);
+	/* A boundary beyond what KVM pushed stops at the producer. */
+	ASSERT_EQ(0, reset_one(kv, 0, 150, 0, 0, &v, &c));
+	EXPECT_EQ(6, v.reset);
+	EXPECT_EQ(100, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_PRODUCER, v.stop_reason);
+
+	/* Pass 2: all 100 pages were re-protected, all 100 pushed again. */
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	ASSERT_EQ(100, collect(&kr, 0));
+	/* Reset only 30 of them; pass 3 pushes exactly those 30. */
+	ASSERT_EQ(0, reset_one(kv, 0, 130, 0, 0, &v, &c));
+	EXPECT_EQ(30, v.reset);
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	/* Those 30 are dirty, not collected: the walk stops in front. */
+	ASSERT_EQ(0, reset_one(kv, 0, 240, 0, 0, &v, &c));
+	EXPECT_EQ(70, v.reset);
+	EXPECT_EQ(200, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_NOT_COLLECTED, v.stop_reason);
+	EXPECT_EQ(30, collect(&kr, 0));
+	/* ALL_COLLECTED: stock's rule for this one ring, ends at the producer. */
+	ASSERT_EQ(0, reset_one(kv, 0, 0, KVMAS_RING_RESET_ALL_COLLECTED, 0,
+			       &v, &c));
+	EXPECT_EQ(30, v.reset);
+	EXPECT_EQ(230, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
+
+	kvmas_close(kv);
+	rv_destroy(&r);
+}
+
+/* Entries naming no page: released as stock does, or stopped at on request. */
+TEST(invalid_entries)
+{
+	struct kvmas_ring_vcpu v;
+	struct kvmas_reset_ring c;
+	struct kvmas_ring kr;
+	struct ringvm r;
+	struct kvmas *kv;
+
+	ASSERT_EQ(0, rv_create(&r, 1, 1024, 20));
+	kv = attach(r.vm);
+	ASSERT_NE(NULL, kv);
+	ring_of(&r, 0, &kr);
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	ASSERT_EQ(20, collect(&kr, 0));
+	/* A hostile or confused VMM rewrites entries 5 and 6. */
+	r.ring[0][5].slot = 0x7fff;
+	r.ring[0][6].offset = 1ULL << 40;
+	ASSERT_EQ(0, reset_one(kv, 0, 20, KVMAS_RING_RESET_STOP_INVALID, 0, &v,
+			       &c));
+	EXPECT_EQ(5, v.reset);
+	EXPECT_EQ(5, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_INVALID, v.stop_reason);
+	ASSERT_EQ(0, reset_one(kv, 0, 20, 0, 0, &v, &c));
+	EXPECT_EQ(15, v.reset);
+	EXPECT_EQ(2, v.invalid);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
+	/* The 18 well-formed pages were re-protected. */
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	EXPECT_EQ(18, collect(&kr, 0));
+	kvmas_close(kv);
+	rv_destroy(&r);
+}
+
+/*
+ * RESET written on entries KVM never pushed: ours stops at the producer;
+ * the hardened stock reset does too (stock would move reset_index past
+ * dirty_index and the next push would WARN, i.e. panic this
+ * panic_on_warn kernel). The guest then runs on and loses nothing.
+ */
+TEST(hostile_beyond_producer)
+{
+	struct kvmas_ring_vcpu v;
+	struct kvmas_reset_ring c;
+	struct kvmas_ring kr;
+	struct ringvm r;
+	struct kvmas *kv;
+	uint32_t k;
+
+	ASSERT_EQ(0, rv_create(&r, 1, 1024, 50));
+	kv = attach(r.vm);
+	ASSERT_NE(NULL, kv);
+	ring_of(&r, 0, &kr);
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	ASSERT_EQ(50, collect(&kr, 0));
+	for (k = 50; k < 1024; k++)
+		__atomic_store_n(&r.ring[0][k].flags, KVM_DIRTY_GFN_F_RESET,
+				 __ATOMIC_RELEASE);
+	ASSERT_EQ(0, reset_one(kv, 0, 1000, 0, 0, &v, &c));
+	EXPECT_EQ(50, v.reset);
+	EXPECT_EQ(50, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_PRODUCER, v.stop_reason);
+	ASSERT_EQ(0, reset_one(kv, 0, 0, KVMAS_RING_RESET_ALL_COLLECTED, 0,
+			       &v, &c));
+	EXPECT_EQ(0, v.reset);
+	if (kvmas_cap(KVMAS_CAP_HARDENED_RING_RESET) > 0) {
+		EXPECT_EQ(0, rv_reset_all(&r));
+	}
+	/* KVM overwrites the marked entries as it pushes: nothing is lost. */
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	EXPECT_EQ(50, collect(&kr, 0));
+	EXPECT_EQ(0, reset_one(kv, 0, kr.fetch, 0, 0, &v, &c));
+	EXPECT_EQ(50, v.reset);
+	kvmas_close(kv);
+	rv_destroy(&r);
+}
+
+static void mark_seen(void *opaque, __u32 slot, __u64 offset)
+{
+	uint8_t *seen = opaque;
+
+	if (slot == RV_DATA_SLOT && offset < 600)
+		seen[offset] = 1;
+}
+
+/* The ring-full exit: the vCPU stops, the library drains, the guest goes on. */
+TEST(ring_full_exit)
+{
+	uint8_t seen[600] = { 0 };
+	struct kvmas_ring kr;
+	struct ringvm r;
+	struct kvmas *kv;
+	uint32_t total = 0, k, covered = 0;
+	int exits = 0, ret;
+	long got;
+
+	/* 256 entries (soft limit 192) and 600 pages per pass. */
+	ASSERT_EQ(0, rv_create(&r, 1, 256, 600));
+	kv = attach(r.vm);
+	ASSERT_NE(NULL, kv);
+	ring_of(&r, 0, &kr);
+	for (;;) {
+		ret = rv_run_pass(&r, 0);
+		if (ret == 0)
+			break;
+		ASSERT_EQ(KVM_EXIT_DIRTY_RING_FULL, ret);
+		exits++;
+		ASSERT_LT(exits, 100);
+		got = kvmas_ring_drain(kv, &kr, mark_seen, seen, 0);
+		ASSERT_GT(got, 0);
+		total += got;
+	}
+	got = kvmas_ring_drain(kv, &kr, mark_seen, seen, 0);
+	ASSERT_GE(got, 0);
+	total += got;
+	for (k = 0; k < 600; k++)
+		covered += seen[k];
+	EXPECT_GE(exits, 2);
+	EXPECT_EQ(600, covered);
+	/*
+	 * The write in flight at each exit is pushed again after the reset
+	 * re-protected its page: at most one extra entry per exit.
+	 */
+	EXPECT_LE(total, 600 + exits);
+	EXPECT_EQ(kr.fetch, kr.reset_index);
+	TH_LOG("600 pages through a 256-entry ring: %d ring-full exits, %u entries",
+	       exits, total);
+	kvmas_close(kv);
+	rv_destroy(&r);
+}
+
+/* ---- epochs: vCPUs, per-vCPU harvesters, stock resets, batch commits ---- */
+
+#define EP_PAGES 48
+#define EP_PASSES 2
+
+struct epochs;
+
+struct lane {
+	struct epochs *x;
+	int i;
+	struct kvmas_ring kr;
+	uint8_t seen[EP_PAGES];
+	volatile int go; /* epoch the vCPU may run */
+	volatile int done; /* last epoch the vCPU finished */
+	uint64_t entries, resets, misses, foreign;
+	int err;
+	pthread_t vcpu_thread, harvest_thread;
+};
+
+struct epochs {
+	struct ringvm r;
+	struct kvmas *kv;
+	int nr_epochs;
+	volatile int stop;
+	struct lane lane[2];
+	uint64_t stock_calls, stock_entries, batches;
+	int batch_err;
+};
+
+static int env_int(const char *name, int def)
+{
+	const char *s = getenv(name);
+
+	return s && *s ? atoi(s) : def;
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct lane *l = arg;
+	int e, p, ret;
+
+	for (e = 1; e <= l->x->nr_epochs && !l->err; e++) {
+		while (__atomic_load_n(&l->go, __ATOMIC_ACQUIRE) < e)
+			sched_yield();
+		for (p = 0; p < EP_PASSES; p++) {
+			ret = rv_run_pass(&l->x->r, l->i);
+			if (ret) {
+				l->err = ret;
+				break;
+			}
+		}
+		__atomic_store_n(&l->done, e, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void lane_collect(void *opaque, __u32 slot, __u64 offset)
+{
+	struct lane *l = opaque;
+	uint64_t first = (uint64_t)l->i * EP_PAGES;
+
+	l->entries++;
+	if (slot != RV_DATA_SLOT || offset < first ||
+	    offset >= first + EP_PAGES) {
+		l->foreign++;
+		return;
+	}
+	l->seen[offset - first] = 1;
+}
+
+static int lane_step(struct lane *l)
+{
+	struct kvmas_ring *kr = &l->kr;
+	long got;
+
+	kvmas_ring_harvest(kr, lane_collect, l, 0);
+	got = kvmas_ring_reset(l->x->kv, &kr, 1, 0);
+	if (got < 0)
+		return (int)got;
+	l->resets++;
+	return 0;
+}
+
+/* One harvester per vCPU: collects while the vCPU runs, checks each epoch. */
+static void *harvest_main(void *arg)
+{
+	struct lane *l = arg;
+	int e, k;
+
+	for (e = 1; e <= l->x->nr_epochs && !l->err; e++) {
+		memset(l->seen, 0, sizeof(l->seen));
+		__atomic_store_n(&l->go, e, __ATOMIC_RELEASE);
+		while (__atomic_load_n(&l->done, __ATOMIC_ACQUIRE) < e &&
+		       !l->err) {
+			l->err = lane_step(l);
+			sched_yield();
+		}
+		/* Every write of the epoch was pushed before the HLT. */
+		l->err = l->err ?: lane_step(l);
+		for (k = 0; k < EP_PAGES; k++)
+			l->misses += !l->seen[k];
+	}
+	__atomic_store_n(&l->go, INT32_MAX, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *stock_main(void *arg)
+{
+	struct epochs *x = arg;
+	int ret;
+
+	while (!x->stop) {
+		ret = rv_reset_all(&x->r);
+		if (ret > 0)
+			x->stock_entries += ret;
+		x->stock_calls++;
+		usleep(500);
+	}
+	return NULL;
+}
+
+/* Creates, moves and deletes a scratch slot, in batches, all along. */
+static void *batch_main(void *arg)
+{
+	struct epochs *x = arg;
+	struct kvmas_batch *b = kvmas_batch_new();
+	void *mem = guest_mem(0x10000);
+	int k;
+
+	for (k = 0; !x->stop && b && mem; k++) {
+		kvmas_batch_reset(b);
+		switch (k % 3) {
+		case 0:
+			kvmas_batch_create(b, 0, 7, 0, 0x40000000, 0x10000, mem);
+			break;
+		case 1:
+			kvmas_batch_move(b, 0, 7, 0, 0x50000000, 0x10000, mem);
+			break;
+		default:
+			kvmas_batch_delete(b, 0, 7, NULL);
+			break;
+		}
+		x->batch_err = kvmas_batch_commit(x->kv, b, 0, NULL);
+		if (x->batch_err)
+			break;
+		x->batches++;
+		usleep(1000);
+	}
+	kvmas_batch_free(b);
+	return NULL;
+}
+
+static void run_epochs(struct __test_metadata *_metadata, int with_others)
+{
+	pthread_t stock, batch;
+	struct epochs *x;
+	int i;
+
+	x = calloc(1, sizeof(*x));
+	ASSERT_NE(NULL, x);
+	x->nr_epochs = env_int("KVMAS_RING_EPOCHS", 1000);
+	ASSERT_EQ(0, rv_create(&x->r, 2, 1024, EP_PAGES));
+	x->kv = attach(x->r.vm);
+	ASSERT_NE(NULL, x->kv);
+	for (i = 0; i < 2; i++) {
+		struct lane *l = &x->lane[i];
+
+		l->x = x;
+		l->i = i;
+		ring_of(&x->r, i, &l->kr);
+		ASSERT_EQ(0, pthread_create(&l->vcpu_thread, NULL, vcpu_main, l));
+		ASSERT_EQ(0, pthread_create(&l->harvest_thread, NULL,
+					    harvest_main, l));
+	}
+	if (with_others) {
+		ASSERT_EQ(0, pthread_create(&stock, NULL, stock_main, x));
+		ASSERT_EQ(0, pthread_create(&batch, NULL, batch_main, x));
+	}
+	for (i = 0; i < 2; i++) {
+		pthread_join(x->lane[i].harvest_thread, NULL);
+		pthread_join(x->lane[i].vcpu_thread, NULL);
+	}
+	x->stop = 1;
+	if (with_others) {
+		pthread_join(stock, NULL);
+		pthread_join(batch, NULL);
+		EXPECT_EQ(0, x->batch_err);
+		EXPECT_GT(x->stock_calls, 0);
+		EXPECT_GT(x->batches, 0);
+	}
+	for (i = 0; i < 2; i++) {
+		struct lane *l = &x->lane[i];
+
+		EXPECT_EQ(0, l->err) TH_LOG("vcpu %d: %d", i, l->err);
+		EXPECT_EQ(0, l->misses) TH_LOG("vcpu %d lost pages", i);
+		EXPECT_EQ(0, l->foreign) TH_LOG("vcpu %d foreign entries", i);
+		/* Each epoch writes every page at least once. */
+		EXPECT_GE(l->entries, (uint64_t)x->nr_epochs * EP_PAGES);
+		TH_LOG("vcpu %d: %d epochs, %llu entries harvested, %llu resets, "
+		       "%llu pages missed",
+		       i, x->nr_epochs, (unsigned long long)l->entries,
+		       (unsigned long long)l->resets,
+		       (unsigned long long)l->misses);
+	}
+	if (with_others)
+		TH_LOG("interleaved: %llu stock resets (%llu entries), %llu batch commits",
+		       (unsigned long long)x->stock_calls,
+		       (unsigned long long)x->stock_entries,
+		       (unsigned long long)x->batches);
+	kvmas_close(x->kv);
+	rv_destroy(&x->r);
+	free(x);
+}
+
+FIXTURE(ep){};
+FIXTURE_SETUP(ep) {}
+FIXTURE_TEARDOWN(ep) {}
+
+TEST_F_TIMEOUT(ep, per_vcpu_harvesters, 900)
+{
+	run_epochs(_metadata, 0);
+}
+
+TEST_F_TIMEOUT(ep, with_stock_resets_and_batches, 900)
+{
+	run_epochs(_metadata, 1);
+}
+
+/*
+ * Flags rewritten by another thread while resets run: every call returns
+ * within its bound, never past the producer, and once the vandal stops the
+ * well-formed protocol works again.
+ */
+struct vandal {
+	struct ringvm *r;
+	volatile int stop;
+};
+
+static void *vandal_main(void *arg)
+{
+	struct vandal *v = arg;
+	static const uint32_t vals[] = { 0, KVM_DIRTY_GFN_F_RESET,
+					 KVM_DIRTY_GFN_F_DIRTY, 3 };
+	uint32_t k;
+
+	/* Only the 200 entries KVM pushed, where the walk is. */
+	for (k = 0; !v->stop; k++)
+		__atomic_store_n(&v->r->ring[0][(k * 7) % 200].flags,
+				 vals[k & 3], __ATOMIC_RELEASE);
+	return NULL;
+}
+
+TEST(flags_flipped_during_reset)
+{
+	struct kvmas_ring_vcpu v;
+	struct kvmas_reset_ring c;
+	struct vandal vd = {};
+	struct kvmas_ring kr;
+	struct ringvm r;
+	struct kvmas *kv;
+	pthread_t t;
+	uint32_t max = 0;
+	int k;
+
+	ASSERT_EQ(0, rv_create(&r, 1, 1024, 200));
+	kv = attach(r.vm);
+	ASSERT_NE(NULL, kv);
+	ring_of(&r, 0, &kr);
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	ASSERT_EQ(200, collect(&kr, 0));
+	vd.r = &r;
+	ASSERT_EQ(0, pthread_create(&t, NULL, vandal_main, &vd));
+	for (k = 0; k < 2000; k++) {
+		ASSERT_EQ(0, reset_one(kv, 0, 0, KVMAS_RING_RESET_ALL_COLLECTED,
+				       0, &v, &c));
+		if (v.reset > max)
+			max = v.reset;
+		/* KVM pushed 200 entries; never reset past them. */
+		ASSERT_LE(v.reset_index, 200);
+		if (!(k & 63))
+			sched_yield();
+	}
+	vd.stop = 1;
+	pthread_join(t, NULL);
+	EXPECT_LE(max, 200);
+	TH_LOG("2000 resets under a flag vandal: max %u entries, reset index %u",
+	       max, v.reset_index);
+
+	/* Repair as a VMM restarting its harvest would: all reset, all pushed again. */
+	for (k = v.reset_index; k < 200; k++)
+		__atomic_store_n(&r.ring[0][k].flags, KVM_DIRTY_GFN_F_RESET,
+				 __ATOMIC_RELEASE);
+	kr.fetch = 200;
+	ASSERT_EQ(0, reset_one(kv, 0, 200, 0, 0, &v, &c));
+	EXPECT_EQ(200, v.reset_index);
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	EXPECT_EQ(200, collect(&kr, 0));
+	kvmas_close(kv);
+	rv_destroy(&r);
+}
+
+TEST_HARNESS_MAIN
