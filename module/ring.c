@@ -229,9 +229,9 @@ static void kvmas_ring_walk(struct kvm *kvm, struct kvm_dirty_ring *ring,
 {
 	/* Only resetters write reset_index, and we are the one (see top). */
 	u32 start = ring->reset_index, idx = start, cap, prod;
-	struct kvm_memory_slot *ms;
+	struct kvm_memory_slot *ms, *last_ms = NULL;
 	struct kvm_dirty_gfn *entry;
-	u32 slot;
+	u32 slot, last_slot = 0;
 	u64 offset;
 
 	cap = min3(w->want, w->budget, ring->size);
@@ -269,7 +269,20 @@ static void kvmas_ring_walk(struct kvm *kvm, struct kvm_dirty_ring *ring,
 		/* Userspace memory: each field read exactly once. */
 		slot = READ_ONCE(entry->slot);
 		offset = READ_ONCE(entry->offset);
-		ms = kvmas_entry_slot(kvm, slot, offset);
+		/*
+		 * Runs of one slot are the rule: look it up once per run. The
+		 * memslot stays valid while we hold srcu or slots_lock, and is
+		 * as current as stock's per-group lookup under slots_lock.
+		 */
+		if (last_ms && slot == last_slot) {
+			ms = offset < last_ms->npages ? last_ms : NULL;
+		} else {
+			ms = kvmas_entry_slot(kvm, slot, offset);
+			if (ms) {
+				last_ms = ms;
+				last_slot = slot;
+			}
+		}
 		if (!ms && w->stop_invalid) {
 			w->reason = KVMAS_RING_STOP_INVALID;
 			break;
@@ -437,8 +450,15 @@ static int kvmas_ring_copy_out(struct kvmas_reset_ring *cmd,
 	return 0;
 }
 
+#define KVMAS_RING_ONSTACK 4
+
 int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 {
+	struct {
+		struct kvmas_ring_vcpu v[KVMAS_RING_ONSTACK];
+		struct kvm_vcpu *vcpus[KVMAS_RING_ONSTACK];
+		struct kvmas_flush_mark marks[KVMAS_RING_ONSTACK];
+	} small;
 	struct kvmas_walk w = {};
 	struct kvmas_flush_mark *marks = NULL;
 	struct kvm_vcpu **vcpus = NULL;
@@ -470,11 +490,21 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 	parallel = kvmas_hardened_reset_active();
 
 	r = -ENOMEM;
-	v = kvcalloc(cmd->nr_vcpus, sizeof(*v), GFP_KERNEL_ACCOUNT);
-	vcpus = kvcalloc(cmd->nr_vcpus, sizeof(*vcpus), GFP_KERNEL_ACCOUNT);
-	marks = kvcalloc(cmd->nr_vcpus, sizeof(*marks), GFP_KERNEL_ACCOUNT);
-	if (!v || !vcpus || !marks)
-		goto out;
+	if (cmd->nr_vcpus <= KVMAS_RING_ONSTACK) {
+		/* The common calls (one vCPU, or a few) allocate nothing. */
+		memset(&small, 0, sizeof(small));
+		v = small.v;
+		vcpus = small.vcpus;
+		marks = small.marks;
+	} else {
+		v = kvcalloc(cmd->nr_vcpus, sizeof(*v), GFP_KERNEL_ACCOUNT);
+		vcpus = kvcalloc(cmd->nr_vcpus, sizeof(*vcpus),
+				 GFP_KERNEL_ACCOUNT);
+		marks = kvcalloc(cmd->nr_vcpus, sizeof(*marks),
+				 GFP_KERNEL_ACCOUNT);
+		if (!v || !vcpus || !marks)
+			goto out;
+	}
 	r = kvmas_ring_copy_in(cmd, v);
 	if (r)
 		goto out;
@@ -536,9 +566,11 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 		atomic64_add(cmd->total_reset, &kvmas_stats.ring_entries_reset);
 	}
 out:
-	kvfree(marks);
-	kvfree(vcpus);
-	kvfree(v);
+	if (v != small.v) {
+		kvfree(marks);
+		kvfree(vcpus);
+		kvfree(v);
+	}
 	kvmas_internals_put();
 	return r;
 }

@@ -423,7 +423,9 @@ static int lane_step(struct lane *l)
 	struct kvmas_ring *kr = &l->kr;
 	long got;
 
-	kvmas_ring_harvest(kr, lane_collect, l, 0);
+	/* Nothing new collected and nothing pending: no call. */
+	if (!kvmas_ring_harvest(kr, lane_collect, l, 0) && kr->fetch == kr->reset_index)
+		return 0;
 	got = kvmas_ring_reset(l->x->kv, &kr, 1, 0);
 	if (got < 0)
 		return (int)got;

@@ -8,6 +8,7 @@
 
 #include "kvm_helpers.h"
 #include "kvmas.h"
+#include "ringvm.h"
 #include "kselftest_harness.h"
 
 /* Runs a shell command, returns its stdout (malloc'd) and exit status. */
@@ -106,6 +107,41 @@ TEST(cli_stats_follow_sessions)
 	EXPECT_EQ(open0, stat_now("sessions_open"));
 	EXPECT_EQ(att0, stat_now("attached"));
 	close(vm);
+}
+
+/* Batches and ring resets are counted for operators. */
+TEST(cli_stats_count_work)
+{
+	long b0 = stat_now("batches"), o0 = stat_now("batch_ops");
+	long r0 = stat_now("ring_resets"), e0 = stat_now("ring_entries");
+	struct kvmas_ring kr = { 0 }, *one = &kr;
+	struct kvmas_batch *b = kvmas_batch_new();
+	void *mem = guest_mem(0x20000);
+	struct ringvm r;
+	struct kvmas *kv;
+
+	ASSERT_GE(b0, 0);
+	ASSERT_GE(e0, 0);
+	ASSERT_EQ(0, rv_create(&r, 1, 1024, 10));
+	ASSERT_EQ(0, kvmas_open(&kv));
+	ASSERT_EQ(0, kvmas_attach_vm(kv, r.vm));
+	ASSERT_NE(NULL, b);
+	ASSERT_EQ(0, kvmas_batch_create(b, 0, 5, 0, 0x40000000, 0x10000, mem));
+	ASSERT_EQ(0, kvmas_batch_create(b, 0, 6, 0, 0x40010000, 0x10000,
+					(char *)mem + 0x10000));
+	ASSERT_EQ(0, kvmas_batch_commit(kv, b, 0, NULL));
+	kr.gfns = r.ring[0];
+	kr.entries = r.ring_entries;
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	ASSERT_EQ(10, kvmas_ring_harvest(&kr, NULL, NULL, 0));
+	ASSERT_EQ(10, kvmas_ring_reset(kv, &one, 1, 0));
+	EXPECT_EQ(b0 + 1, stat_now("batches"));
+	EXPECT_EQ(o0 + 2, stat_now("batch_ops"));
+	EXPECT_EQ(r0 + 1, stat_now("ring_resets"));
+	EXPECT_EQ(e0 + 10, stat_now("ring_entries"));
+	kvmas_batch_free(b);
+	kvmas_close(kv);
+	rv_destroy(&r);
 }
 
 TEST(cli_sessions_lists_holders)

@@ -9,8 +9,11 @@ sleep 1
 echo "# suite: race_test"
 ./race_test
 rc=$?
-# Per-vCPU reset scaling needs parallel guest CPUs: measured here.
+# Per-vCPU reset scaling and the stall of a vCPU outside a commit's range
+# need parallel guest CPUs: measured here (reports, not assertions).
 echo "# bench: bench_ring"
 ./bench_ring || rc=1
+echo "# bench: bench_batch stall"
+./bench_batch stall || rc=1
 kill "$holder"
 exit $rc
