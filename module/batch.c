@@ -531,14 +531,27 @@ static void kvmas_edit_inactive(struct kvm *kvm, struct kvmas_bop *b, u32 n,
  * Whether the single-swap fence route is safe for this VM. x86 shadow pages
  * (shadow paging, nested guests) account into their memslot's arch data and
  * must be zapped while the slot is INVALID, as KVM does; without any shadow
- * root there are none. Stable while slots_arch_lock is held, which is the
- * lock shadow roots are first allocated under.
+ * root and without rmaps there are none. Stable while slots_arch_lock is
+ * held, which is the lock shadow roots (and rmaps) are first allocated
+ * under.
  */
 static bool kvmas_fence_route_ok(struct kvm *kvm)
 {
 #ifdef CONFIG_X86
+	struct kvm_memory_slot *s;
+	int bkt;
+
 	/* Pairs with the smp_store_release() in mmu_first_shadow_root_alloc(). */
-	return !smp_load_acquire(&kvm->arch.shadow_root_allocated);
+	if (smp_load_acquire(&kvm->arch.shadow_root_allocated))
+		return false;
+	/*
+	 * Without the TDP MMU (e.g. kvm_amd npt=0) the flag above stays clear
+	 * as long as the guest runs on direct roots, yet the legacy MMU keeps
+	 * rmaps in every slot's arch data, all slots or none: one slot tells.
+	 */
+	kvm_for_each_memslot(s, bkt, __kvm_memslots(kvm, 0))
+		return !s->arch.rmap[0];
+	return true;
 #else
 	return true;
 #endif

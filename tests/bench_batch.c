@@ -10,6 +10,8 @@
  * Prints "target met" / "target missed" per target; exits 0 either way
  * (tests assert behaviour, this program reports speed).
  */
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -140,76 +142,75 @@ static void bench_sizes(void)
 	munmap(mem, 256 * SLOT_SZ);
 }
 
-#ifndef KVM_X86_QUIRK_SLOT_ZAP_ALL
-#define KVM_X86_QUIRK_SLOT_ZAP_ALL (1 << 7)
-#endif
-
 /*
- * x86 KVM (6.12) zaps every mapping of the VM when a slot is removed unless
- * the VMM disables KVM_X86_QUIRK_SLOT_ZAP_ALL; then only the slot's range
- * goes (both in KVM's stock path and in our commits, which call KVM's own
- * hook). Returns 1 if disabled, 0 if this kernel has no such quirk.
+ * 2. Stall of a vCPU outside the changed range: batches vs pause-all. One
+ * vCPU looping outside the target slot, pinned to guest CPU 1, the VMM on
+ * CPU 0, so neither steals the other's CPU (run with parallel guest CPUs:
+ * multi-threaded TCG). Its loop rate while commits run, against its rate
+ * in idle phases interleaved with them, gives the time it lost.
  */
-static int disable_zap_all(int vm)
-{
-	struct kvm_enable_cap cap = { .cap = KVM_CAP_DISABLE_QUIRKS2,
-				      .args = { KVM_X86_QUIRK_SLOT_ZAP_ALL } };
-	int q = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2);
-
-	if (q <= 0 || !(q & KVM_X86_QUIRK_SLOT_ZAP_ALL))
-		return 0;
-	return ioctl(vm, KVM_ENABLE_CAP, &cap) ? 0 : 1;
-}
-
-/* 2. Stall of vCPU1 (outside the changed range): batches vs pause-all. */
 static void bench_stall(int slot_local)
 {
+	uint64_t t0, dur = 0, idle_us = 0, paused = 0;
+	uint64_t idle_loops = 0, batch_loops = 0;
+	int i, k, phases = 5, per = 40, d = kvmas_dev_open();
+	double stall_batch, stall_pause, rate_idle, rate_batch;
+	cpu_set_t cpus;
 	struct wl_vm w;
-	uint64_t t0, dur, paused = 0, rate_idle, rate_batch;
 	uint32_t p;
-	int i, iters = 200, d = kvmas_dev_open();
-	double stall_batch, stall_pause;
 
-	if (d < 0 || wl_create(&w, 2, 256 * KiB, 0x1) ||
+	if (d < 0 || wl_create(&w, 1, 256 * KiB, 0x0) ||
 	    kvm_set_slot(w.vm, 0, 1, 0, WL_TARGET_GPA, 128 * KiB, w.target) ||
 	    kvmas_attach(d, w.vm)) {
 		printf("  setup failed\n");
 		return;
 	}
-	if (slot_local && !disable_zap_all(w.vm)) {
+	if (slot_local && !kvm_disable_slot_zap_all(w.vm)) {
 		wl_destroy(&w);
 		close(d);
 		return;
 	}
 	printf("2%s. stall of a vCPU outside the changed range, %d resizes%s\n",
-	       slot_local ? "b" : "", iters,
+	       slot_local ? "b" : "", phases * per,
 	       slot_local ? ",\n    KVM_X86_QUIRK_SLOT_ZAP_ALL disabled "
 			    "(removals zap only their own range)" :
 			    "");
+	CPU_ZERO(&cpus);
+	CPU_SET(0, &cpus);
+	sched_setaffinity(0, sizeof(cpus), &cpus);
 	if (wl_start(&w)) {
 		printf("  setup failed\n");
 		return;
 	}
+	CPU_ZERO(&cpus);
+	CPU_SET(1, &cpus);
+	pthread_setaffinity_np(w.thread[0], sizeof(cpus), &cpus);
 	usleep(200 * 1000);
-	/* vCPU1's undisturbed rate (loop iterations per ms). */
-	p = wl_progress(&w, 1);
-	t0 = wl_now_us();
-	usleep(300 * 1000);
-	rate_idle = (wl_progress(&w, 1) - p) * 1000ULL / (wl_now_us() - t0);
 
-	p = wl_progress(&w, 1);
-	t0 = wl_now_us();
-	for (i = 0; i < iters; i++)
-		wl_batch_resize(&w, d, (i & 1) ? 128 * KiB : 256 * KiB, NULL);
-	dur = wl_now_us() - t0;
-	rate_batch = (wl_progress(&w, 1) - p) * 1000ULL / dur;
-	/* Progress vCPU1 lost to the commits, expressed as time. */
+	for (k = 0; k < phases; k++) {
+		p = wl_progress(&w, 0);
+		t0 = wl_now_us();
+		usleep(100 * 1000);
+		idle_us += wl_now_us() - t0;
+		idle_loops += wl_progress(&w, 0) - p;
+
+		p = wl_progress(&w, 0);
+		t0 = wl_now_us();
+		for (i = 0; i < per; i++)
+			wl_batch_resize(&w, d, (i & 1) ? 128 * KiB : 256 * KiB,
+					NULL);
+		dur += wl_now_us() - t0;
+		batch_loops += wl_progress(&w, 0) - p;
+	}
+	rate_idle = (double)idle_loops / idle_us;
+	rate_batch = (double)batch_loops / dur;
+	/* Progress the vCPU lost to the commits, expressed as time. */
 	stall_batch = rate_batch >= rate_idle ?
 			      0 :
-			      dur * (1.0 - (double)rate_batch / rate_idle);
+			      dur * (1.0 - rate_batch / rate_idle);
 
 	/* QEMU >= 8.0 style: pause all vCPUs, stock DELETE+CREATE, resume. */
-	for (i = 0; i < iters; i++) {
+	for (i = 0; i < phases * per; i++) {
 		t0 = wl_now_us();
 		wl_pause_all(&w);
 		kvm_set_slot(w.vm, 0, 1, 0, 0, 0, NULL);
@@ -219,10 +220,10 @@ static void bench_stall(int slot_local)
 		paused += wl_now_us() - t0;
 	}
 	stall_pause = paused;
-	printf("  vCPU1 rate: %llu/ms idle, %llu/ms during batches\n",
-	       (unsigned long long)rate_idle, (unsigned long long)rate_batch);
+	printf("  vCPU rate: %.0f/ms idle, %.0f/ms during batches\n",
+	       rate_idle * 1000, rate_batch * 1000);
 	printf("  stall per update: batch %.1f us, pause-all %.1f us (ratio %.3f)\n",
-	       stall_batch / iters, stall_pause / iters,
+	       stall_batch / (phases * per), stall_pause / (phases * per),
 	       stall_pause ? stall_batch / stall_pause : 0);
 	printf("  holes during batches and pauses: %llu\n",
 	       (unsigned long long)wl_holes(&w));

@@ -52,6 +52,27 @@ static inline int kvm_vcpu_create(int vm, unsigned long id)
 	return sys_ret(ioctl(vm, KVM_CREATE_VCPU, id));
 }
 
+#ifndef KVM_X86_QUIRK_SLOT_ZAP_ALL
+#define KVM_X86_QUIRK_SLOT_ZAP_ALL (1 << 7)
+#endif
+
+/*
+ * x86 KVM (6.12) zaps every mapping of the VM when a slot is removed unless
+ * the VMM disables KVM_X86_QUIRK_SLOT_ZAP_ALL; then only the slot's range
+ * goes (in KVM's stock path and in batch commits alike, which call KVM's
+ * own hook). Returns 1 if disabled, 0 if this kernel has no such quirk.
+ */
+static inline int kvm_disable_slot_zap_all(int vm)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_DISABLE_QUIRKS2,
+				      .args = { KVM_X86_QUIRK_SLOT_ZAP_ALL } };
+	int q = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2);
+
+	if (q <= 0 || !(q & KVM_X86_QUIRK_SLOT_ZAP_ALL))
+		return 0;
+	return ioctl(vm, KVM_ENABLE_CAP, &cap) ? 0 : 1;
+}
+
 /* Slot ids carry the address space in bits 16+ (KVM's own encoding). */
 static inline int kvm_set_slot(int vm, unsigned int as_id, unsigned int slot,
 			       unsigned int flags, uint64_t gpa, uint64_t size,

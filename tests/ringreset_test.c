@@ -39,6 +39,19 @@ static void ring_of(struct ringvm *r, int i, struct kvmas_ring *kr)
 	kr->vcpu_id = i;
 }
 
+/* A one-vCPU ring VM with @pages per pass, attached, seen by libkvmas. */
+static struct kvmas *one_vcpu(struct ringvm *r, uint32_t ring, uint32_t pages,
+			      struct kvmas_ring *kr)
+{
+	struct kvmas *kv;
+
+	if (rv_create(r, 1, ring, pages))
+		return NULL;
+	kv = attach(r->vm);
+	ring_of(r, 0, kr);
+	return kv;
+}
+
 /* One raw KVMAS_RESET_RING for one vCPU. */
 static int reset_one(struct kvmas *kv, uint32_t vcpu, uint32_t boundary,
 		     uint32_t flags, uint32_t max, struct kvmas_ring_vcpu *v,
@@ -158,10 +171,8 @@ TEST(boundary_and_reprotect)
 	struct ringvm r;
 	struct kvmas *kv;
 
-	ASSERT_EQ(0, rv_create(&r, 1, 1024, 100));
-	kv = attach(r.vm);
+	kv = one_vcpu(&r, 1024, 100, &kr);
 	ASSERT_NE(NULL, kv);
-	ring_of(&r, 0, &kr);
 
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	ASSERT_EQ(40, collect(&kr, 40));
@@ -226,10 +237,8 @@ TEST(invalid_entries)
 	struct ringvm r;
 	struct kvmas *kv;
 
-	ASSERT_EQ(0, rv_create(&r, 1, 1024, 20));
-	kv = attach(r.vm);
+	kv = one_vcpu(&r, 1024, 20, &kr);
 	ASSERT_NE(NULL, kv);
-	ring_of(&r, 0, &kr);
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	ASSERT_EQ(20, collect(&kr, 0));
 	/* A hostile or confused VMM rewrites entries 5 and 6. */
@@ -266,10 +275,8 @@ TEST(hostile_beyond_producer)
 	struct kvmas *kv;
 	uint32_t k;
 
-	ASSERT_EQ(0, rv_create(&r, 1, 1024, 50));
-	kv = attach(r.vm);
+	kv = one_vcpu(&r, 1024, 50, &kr);
 	ASSERT_NE(NULL, kv);
-	ring_of(&r, 0, &kr);
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	ASSERT_EQ(50, collect(&kr, 0));
 	for (k = 50; k < 1024; k++)
@@ -314,10 +321,8 @@ TEST(ring_full_exit)
 	long got;
 
 	/* 256 entries (soft limit 192) and 600 pages per pass. */
-	ASSERT_EQ(0, rv_create(&r, 1, 256, 600));
-	kv = attach(r.vm);
+	kv = one_vcpu(&r, 256, 600, &kr);
 	ASSERT_NE(NULL, kv);
-	ring_of(&r, 0, &kr);
 	for (;;) {
 		ret = rv_run_pass(&r, 0);
 		if (ret == 0)
@@ -614,10 +619,8 @@ TEST(flags_flipped_during_reset)
 	uint32_t max = 0;
 	int k;
 
-	ASSERT_EQ(0, rv_create(&r, 1, 1024, 200));
-	kv = attach(r.vm);
+	kv = one_vcpu(&r, 1024, 200, &kr);
 	ASSERT_NE(NULL, kv);
-	ring_of(&r, 0, &kr);
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	ASSERT_EQ(200, collect(&kr, 0));
 	vd.r = &r;
