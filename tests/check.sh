@@ -52,13 +52,18 @@ host_suite() {
 # is summarised under @label.
 boot_suites() {
 	local ko=$1 script=$2 label=$3 tcg=$4 rc=0 line f
-	local log=$out/logs/$label.log modprobe=()
+	local log=$out/logs/$label.log modprobe=() append=()
 
 	[ -z "${5:-}" ] || modprobe=(--modprobe "$5")
+	# Multi-threaded TCG: boot on one CPU, so loading the module (ftrace
+	# patching by the livepatch) and the first VM (static keys) patch
+	# kernel text while no other vCPU executes it; race-all.sh brings CPU 1
+	# online after that (see tests/vm/run.sh --tcg-thread).
+	[ "$tcg" != multi ] || append=(--append maxcpus=1)
 	say "$label: boot ($tcg-threaded TCG) and run $script"
 	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$payload" \
 		--cmd "$script" --log "$log" --timeout "${KVMAS_TIMEOUT:-900}" \
-		--tcg-thread "$tcg" "${modprobe[@]}" --quiet || rc=$?
+		--tcg-thread "$tcg" "${modprobe[@]}" "${append[@]}" --quiet || rc=$?
 	# The TAP stream, not the boot noise, so CI logs read like kselftest.
 	grep -E '^(not )?ok |^# |^TAP|^1\.\.' "$log" | tr -d '\r' || true
 	line=$("$vm/tap-summary.sh" "$log" "$label") || rc=1

@@ -329,6 +329,27 @@ static inline void patch_wait_settled(void)
 	}
 }
 
+/*
+ * Takes a CPU offline (0) or online (1). Multi-threaded TCG was seen to run
+ * a stale int3 left by a kernel text patch on another vCPU, so the race
+ * suite patches text (livepatch disable, module reload) with one CPU up.
+ */
+static inline int cpu_set_online(int cpu, int on)
+{
+	char path[64];
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/online",
+		 cpu);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, on ? "1" : "0", 1) != 1)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 static inline int kvmas_cap(int cap)
 {
 	int dev = kvmas_dev_open(), v;

@@ -241,7 +241,10 @@ TEST(stock_reset_exceeds_bound_unpatched)
 
 	if (!patch_present())
 		SKIP(return, "no livepatch route on this kernel");
+	/* Text patching with one CPU up (see cpu_set_online()). */
+	cpu_set_online(1, 0);
 	ms = patch_disable();
+	cpu_set_online(1, 1);
 	ASSERT_GE(ms, 0) TH_LOG("disabling the livepatch: %s", strerror(-ms));
 	ASSERT_EQ(0, kvmas_cap(KVMAS_CAP_HARDENED_RING_RESET));
 
@@ -256,8 +259,11 @@ TEST(stock_reset_exceeds_bound_unpatched)
 	TH_LOG("unpatched: one call reset %d entries of a 1024-entry ring "
 	       "(%d calls, longest %llu ms)",
 	       max, calls, (unsigned long long)worst);
+	cpu_set_online(1, 0);
 	ASSERT_EQ(0, mod_unload());
 	ASSERT_EQ(0, mod_load());
+	patch_wait_settled();
+	cpu_set_online(1, 1);
 	EXPECT_TRUE(patch_present());
 }
 
