@@ -75,8 +75,11 @@ static void run_batches(int iters, uint64_t t_stock)
 	}
 	usleep(200 * 1000);
 	mmio0 = wl_vcpu_stat(&w, -1, "pf_mmio_spte_created");
+	/* One instant for both counters: vCPUs run on other CPUs. */
+	wl_pause_all(&w);
 	p0 = wl_progress(&w, 0);
 	c0 = wl_target_counter(&w, 0);
+	wl_resume_all(&w);
 	t0 = wl_now_us();
 	for (i = 0; i < iters; i++) {
 		unsigned int g;
@@ -227,8 +230,6 @@ static void ring_scene(int epochs)
 	       "libkvmas (acquire, collect, release) and reset per vCPU\n"
 	       "(KVMAS_RESET_RING) while the vCPU runs.\n",
 	       RS_PAGES);
-	/* The per-vCPU locks come with the livepatch's stock reset. */
-	patch_wait_settled();
 	if (rv_create(&r, 2, 1024, RS_PAGES) || kvmas_open(&kv) ||
 	    kvmas_attach_vm(kv, r.vm)) {
 		printf("  ring VM setup failed\n");
@@ -288,6 +289,8 @@ int main(int argc, char **argv)
 	int dev, i, r;
 
 	printf("== kvm-atomic-slots demo\n");
+	/* Capabilities as they are once the livepatch has taken over. */
+	patch_wait_settled();
 	dev = kvmas_dev_open();
 	if (dev < 0) {
 		printf("cannot open %s: %s\n", KVMAS_DEVICE_PATH,
@@ -327,9 +330,12 @@ int main(int argc, char **argv)
 	       "KVM_SET_USER_MEMORY_REGION (DELETE + CREATE)...\n",
 	       small / KiB, big / KiB, iters);
 	mmio0 = wl_vcpu_stat(&w, -1, "pf_mmio_spte_created");
+	/* One instant for all counters: vCPUs run on other CPUs. */
+	wl_pause_all(&w);
 	c0_before = wl_target_counter(&w, 0);
 	p0 = wl_progress(&w, 0);
 	p1 = wl_progress(&w, 1);
+	wl_resume_all(&w);
 	t0 = wl_now_us();
 	for (i = 0; i < iters; i++) {
 		r = stock_resize(&w, (i & 1) ? small : big);

@@ -18,8 +18,8 @@ for lane in $lanes; do
 	log=$out/logs/demo-$ABI.log
 	say "Debian $ABI (upstream $UPSTREAM) under QEMU TCG, kvm_amd + kvm_atomic_slots loaded"
 	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$out/payload" \
-		--cmd './demo && echo && ./bench_batch && echo && ./kvmas stats' --log "$log" --quiet \
-		--timeout 600 >/dev/null 2>&1 || {
+		--cmd ./demo-all.sh --tcg-thread multi --append maxcpus=1 \
+		--log "$log" --quiet --timeout 900 >/dev/null 2>&1 || {
 		echo "demo run failed; console log: $log" >&2
 		tail -n 40 "$log" >&2
 		exit 1
