@@ -250,8 +250,8 @@ struct kvmas_ring {
 	size_t bytes; /* mapping length */
 };
 
-/* kvmas_ring_enable() flags */
-#define KVMAS_RING_ENABLE_WITH_BITMAP (1U << 0) /* also ..._WITH_BITMAP if KVM has it */
+/* kvmas_ring_enable() flags: also ..._WITH_BITMAP if KVM has it */
+#define KVMAS_RING_ENABLE_WITH_BITMAP (1U << 0)
 
 /* kvmas_ring_enable() return bits */
 #define KVMAS_RING_MODE_ACQ_REL (1U << 0) /* KVM_CAP_DIRTY_LOG_RING_ACQ_REL */
@@ -307,8 +307,9 @@ KVMAS_API __u32 kvmas_ring_harvest(struct kvmas_ring *r,
  * still have work. Return: entries reset in total (>= 0), or -errno
  * (-EOPNOTSUPP without KVMAS_CAP_RING_RESET, -ENXIO without a ring).
  */
-KVMAS_API long kvmas_ring_reset(struct kvmas *kv, struct kvmas_ring *const *rings,
-				unsigned int n, unsigned int flags);
+KVMAS_API long kvmas_ring_reset(struct kvmas *kv,
+				struct kvmas_ring *const *rings, unsigned int n,
+				unsigned int flags);
 
 /*
  * kvmas_ring_drain() - for KVM_EXIT_DIRTY_RING_FULL on @r's vCPU, or before

@@ -35,7 +35,8 @@ KVMAS_API int kvmas_ring_enable(int vm_fd, __u32 bytes, unsigned int flags)
 		return -EINVAL;
 	if (ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING_ACQ_REL) >
 	    0) {
-		r = kvm_enable_cap(vm_fd, KVM_CAP_DIRTY_LOG_RING_ACQ_REL, bytes);
+		r = kvm_enable_cap(vm_fd, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
+				   bytes);
 		mode |= KVMAS_RING_MODE_ACQ_REL;
 	} else if (ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING) >
 		   0) {
@@ -48,7 +49,8 @@ KVMAS_API int kvmas_ring_enable(int vm_fd, __u32 bytes, unsigned int flags)
 	if ((flags & KVMAS_RING_ENABLE_WITH_BITMAP) &&
 	    ioctl(vm_fd, KVM_CHECK_EXTENSION,
 		  KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP) > 0) {
-		r = kvm_enable_cap(vm_fd, KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP, 1);
+		r = kvm_enable_cap(vm_fd, KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP,
+				   1);
 		if (r)
 			return r;
 		mode |= KVMAS_RING_MODE_WITH_BITMAP;
@@ -159,8 +161,8 @@ static long kvmas_ring_reset_some(int fd, struct kvmas_ring *const *rings,
 }
 
 KVMAS_API long kvmas_ring_reset(struct kvmas *kv,
-				struct kvmas_ring *const *rings,
-				unsigned int n, unsigned int flags)
+				struct kvmas_ring *const *rings, unsigned int n,
+				unsigned int flags)
 {
 	long total = 0, got;
 	unsigned int i, k, tries;

@@ -234,7 +234,8 @@ static int fake_layout(struct kvmas_layout *l)
 /* The kernel's walk, for one ring (vCPU 7), minus the page re-protection. */
 static int fake_reset_ring(struct kvmas_reset_ring *c)
 {
-	struct kvmas_ring_vcpu *v = (struct kvmas_ring_vcpu *)(uintptr_t)c->vcpus;
+	struct kvmas_ring_vcpu *v =
+		(struct kvmas_ring_vcpu *)(uintptr_t)c->vcpus;
 	__u32 n = 0;
 
 	fake.ring_calls++;
@@ -254,9 +255,8 @@ static int fake_reset_ring(struct kvmas_reset_ring *c)
 	}
 	while (v->stop_reason == KVMAS_RING_STOP_BOUNDARY &&
 	       fake.reset_index + n != v->boundary) {
-		struct kvm_dirty_gfn *e =
-			&fake.ring[(fake.reset_index + n) &
-				   (fake.ring_entries - 1)];
+		struct kvm_dirty_gfn *e = &fake.ring[(fake.reset_index + n) &
+						     (fake.ring_entries - 1)];
 
 		if (e->flags != KVM_DIRTY_GFN_F_RESET) {
 			v->stop_reason = KVMAS_RING_STOP_NOT_COLLECTED;
@@ -704,7 +704,8 @@ static void test_ring(struct kvmas *kv)
 	r.vcpu_id = 8;
 	ok(kvmas_ring_reset(kv, &rp, 1, 0) == -ENOENT,
 	   "unknown vCPU id: -ENOENT");
-	ok(!strcmp(kvmas_ring_stop_name(KVMAS_RING_STOP_PRODUCER), "producer") &&
+	ok(!strcmp(kvmas_ring_stop_name(KVMAS_RING_STOP_PRODUCER),
+		   "producer") &&
 		   !strcmp(kvmas_ring_stop_name(99), "unknown"),
 	   "stop reason names");
 	ok(!fake.bad_input, "every RESET_RING struct was clean");

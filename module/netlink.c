@@ -29,7 +29,8 @@ static int kvmas_nl_put_stats(struct sk_buff *skb)
 			      atomic64_read(&st->attach_failed),
 			      KVMAS_NL_A_PAD) ||
 	    nla_put_u64_64bit(skb, KVMAS_NL_A_STAT_IOCTL_ERRORS,
-			      atomic64_read(&st->ioctl_errors), KVMAS_NL_A_PAD) ||
+			      atomic64_read(&st->ioctl_errors),
+			      KVMAS_NL_A_PAD) ||
 	    nla_put_u64_64bit(skb, KVMAS_NL_A_STAT_BATCHES,
 			      atomic64_read(&st->batches_committed),
 			      KVMAS_NL_A_PAD) ||

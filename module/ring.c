@@ -78,7 +78,7 @@ static struct kvmas_ring_stripe *kvmas_ring_stripe(struct kvm_vcpu *vcpu)
 
 /* Under @st->lock, after a walk of @kvm's ring re-protected pages. */
 static void kvmas_stripe_reprotected(struct kvmas_ring_stripe *st,
-				    struct kvm *kvm)
+				     struct kvm *kvm)
 {
 	if (st->owner != kvm) {
 		st->shared |= st->owner != NULL;
@@ -245,8 +245,8 @@ static void kvmas_ring_walk(struct kvm *kvm, struct kvm_dirty_ring *ring,
 
 	w->reason = 0;
 	while (idx - start < cap) {
-		if (idx == prod &&
-		    !(w->wait_producer && kvmas_producer_moved(ring, idx, &prod))) {
+		if (idx == prod && !(w->wait_producer &&
+				     kvmas_producer_moved(ring, idx, &prod))) {
 			w->reason = w->producer_is_boundary ?
 					    KVMAS_RING_STOP_BOUNDARY :
 					    KVMAS_RING_STOP_PRODUCER;

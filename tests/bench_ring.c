@@ -217,7 +217,8 @@ int main(int argc, char **argv)
 	printf("# share of a reset spent in KVM's re-protection (mmu_lock held "
 	       "for write, serialising): %.0f%%\n",
 	       100.0 * (1 - rate[1] / rate[3]));
-	printf("# walk alone, 2 threads / 1 thread = %.2fx\n", rate[4] / rate[3]);
+	printf("# walk alone, 2 threads / 1 thread = %.2fx\n",
+	       rate[4] / rate[3]);
 	kvmas_close(kv);
 	rv_destroy(&r);
 	return 0;

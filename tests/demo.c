@@ -115,7 +115,6 @@ static void run_batches(int iters, uint64_t t_stock)
 	close(dev);
 }
 
-
 /* ---- dirty-tracking scene ---- */
 
 #define RS_PAGES 128
@@ -162,7 +161,8 @@ static int rs_step(struct rs_lane *l)
 	long got;
 
 	/* Nothing new collected and nothing pending: no call. */
-	if (!kvmas_ring_harvest(kr, rs_collect, l, 0) && kr->fetch == kr->reset_index)
+	if (!kvmas_ring_harvest(kr, rs_collect, l, 0) &&
+	    kr->fetch == kr->reset_index)
 		return 0;
 	got = kvmas_ring_reset(l->kv, &kr, 1, 0);
 	l->resets++;

@@ -112,7 +112,8 @@ TEST(bad_input)
 	c.nr_vcpus = 0;
 	EXPECT_EQ(-EINVAL, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
 	c.nr_vcpus = KVMAS_MAX_RING_RESET_VCPUS + 1;
-	EXPECT_EQ(-EMSGSIZE, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+	EXPECT_EQ(-EMSGSIZE,
+		  sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
 	c.nr_vcpus = 1;
 	c.vcpu_size = 20;
 	EXPECT_EQ(-EINVAL, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
@@ -218,8 +219,8 @@ TEST(boundary_and_reprotect)
 	EXPECT_EQ(KVMAS_RING_STOP_NOT_COLLECTED, v.stop_reason);
 	EXPECT_EQ(30, collect(&kr, 0));
 	/* ALL_COLLECTED: stock's rule for this one ring, ends at the producer. */
-	ASSERT_EQ(0, reset_one(kv, 0, 0, KVMAS_RING_RESET_ALL_COLLECTED, 0,
-			       &v, &c));
+	ASSERT_EQ(0, reset_one(kv, 0, 0, KVMAS_RING_RESET_ALL_COLLECTED, 0, &v,
+			       &c));
 	EXPECT_EQ(30, v.reset);
 	EXPECT_EQ(230, v.reset_index);
 	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
@@ -286,8 +287,8 @@ TEST(hostile_beyond_producer)
 	EXPECT_EQ(50, v.reset);
 	EXPECT_EQ(50, v.reset_index);
 	EXPECT_EQ(KVMAS_RING_STOP_PRODUCER, v.stop_reason);
-	ASSERT_EQ(0, reset_one(kv, 0, 0, KVMAS_RING_RESET_ALL_COLLECTED, 0,
-			       &v, &c));
+	ASSERT_EQ(0, reset_one(kv, 0, 0, KVMAS_RING_RESET_ALL_COLLECTED, 0, &v,
+			       &c));
 	EXPECT_EQ(0, v.reset);
 	if (kvmas_cap(KVMAS_CAP_HARDENED_RING_RESET) > 0) {
 		EXPECT_EQ(0, rv_reset_all(&r));
@@ -429,7 +430,8 @@ static int lane_step(struct lane *l)
 	long got;
 
 	/* Nothing new collected and nothing pending: no call. */
-	if (!kvmas_ring_harvest(kr, lane_collect, l, 0) && kr->fetch == kr->reset_index)
+	if (!kvmas_ring_harvest(kr, lane_collect, l, 0) &&
+	    kr->fetch == kr->reset_index)
 		return 0;
 	got = kvmas_ring_reset(l->x->kv, &kr, 1, 0);
 	if (got < 0)
@@ -488,7 +490,8 @@ static void *batch_main(void *arg)
 		kvmas_batch_reset(b);
 		switch (k % 3) {
 		case 0:
-			kvmas_batch_create(b, 0, 7, 0, 0x40000000, 0x10000, mem);
+			kvmas_batch_create(b, 0, 7, 0, 0x40000000, 0x10000,
+					   mem);
 			break;
 		case 1:
 			kvmas_batch_move(b, 0, 7, 0, 0x50000000, 0x10000, mem);
@@ -525,7 +528,8 @@ static void run_epochs(struct __test_metadata *_metadata, int with_others)
 		l->x = x;
 		l->i = i;
 		ring_of(&x->r, i, &l->kr);
-		ASSERT_EQ(0, pthread_create(&l->vcpu_thread, NULL, vcpu_main, l));
+		ASSERT_EQ(0,
+			  pthread_create(&l->vcpu_thread, NULL, vcpu_main, l));
 		ASSERT_EQ(0, pthread_create(&l->harvest_thread, NULL,
 					    harvest_main, l));
 	}
@@ -570,8 +574,12 @@ static void run_epochs(struct __test_metadata *_metadata, int with_others)
 }
 
 FIXTURE(ep){};
-FIXTURE_SETUP(ep) {}
-FIXTURE_TEARDOWN(ep) {}
+FIXTURE_SETUP(ep)
+{
+}
+FIXTURE_TEARDOWN(ep)
+{
+}
 
 TEST_F_TIMEOUT(ep, per_vcpu_harvesters, 900)
 {
