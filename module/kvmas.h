@@ -23,6 +23,8 @@ struct kvmas_session {
 	u64 id;
 	pid_t tgid;
 	struct list_head node; /* on kvmas_sessions, for netlink dumps */
+	/* Per vCPU index: ring reset index at our last flush (ring.c). */
+	u64 *ring_seen;
 };
 
 struct kvmas_stats {

@@ -11,7 +11,7 @@
  *  - a resetter consumes RESET entries, stores flags = 0 and advances
  *    reset_index. KVM assumes one resetter at a time (slots_lock in stock).
  *    Here every resetter of a ring, ours and the livepatched stock one,
- *    holds that ring's lock from kvmas_ring_stripe() instead, so resets of
+ *    holds that ring's lock from kvmas_ring_lock() instead, so resets of
  *    different vCPUs run in parallel and each ring still has one resetter.
  *    Without our livepatch (kallsyms route) stock resets run under
  *    slots_lock only, so ours take slots_lock too.
@@ -29,77 +29,28 @@
 #include "kvmas.h"
 #include "ring.h"
 
-/*
- * A ring's resetter lock, plus what makes "the pages are re-protected and
- * the TLBs flushed when the call returns" hold when resetters interleave.
- * A resetter re-protects under the lock but flushes after dropping it
- * (stock: in its caller, after slots_lock). So a call that finds its
- * entries already reset by someone else may not assume they are flushed:
- * @reprotect_gen counts walks that re-protected pages (under @lock), and
- * @flushed_gen is the highest count known to be followed by a completed
- * TLB flush. A call flushes if the two differ when it leaves the lock.
- * Flushes are per VM, so the count is meaningful only while one VM uses
- * the stripe: once a second VM re-protects through it (@shared, sticky),
- * every call on it flushes, as stock's caller does after every reset.
- */
-struct kvmas_ring_stripe {
-	struct mutex lock;
-	struct kvm *owner; /* VM of the last re-protection; identity only */
-	bool shared;
-	u64 reprotect_gen;
-	atomic64_t flushed_gen;
-};
-
 #define KVMAS_RING_LOCK_BITS 6
-static struct kvmas_ring_stripe kvmas_ring_stripes[1 << KVMAS_RING_LOCK_BITS];
+static struct mutex kvmas_ring_locks[1 << KVMAS_RING_LOCK_BITS];
 
 void kvmas_ring_init(void)
 {
 	unsigned int i;
 
-	for (i = 0; i < ARRAY_SIZE(kvmas_ring_stripes); i++) {
-		mutex_init(&kvmas_ring_stripes[i].lock);
-		atomic64_set(&kvmas_ring_stripes[i].flushed_gen, 0);
-	}
+	for (i = 0; i < ARRAY_SIZE(kvmas_ring_locks); i++)
+		mutex_init(&kvmas_ring_locks[i]);
 }
 
 /*
  * Lock striping keyed by (VM, vCPU index): the vCPUs of one VM never share
- * a stripe while their indices are below the table size; different VMs
- * may, which costs contention and extra flushes, never correctness.
+ * a lock while their indices are below the table size; different VMs may,
+ * which costs contention, never correctness.
  */
-static struct kvmas_ring_stripe *kvmas_ring_stripe(struct kvm_vcpu *vcpu)
+static struct mutex *kvmas_ring_lock(struct kvm_vcpu *vcpu)
 {
 	unsigned long h = hash_ptr(vcpu->kvm, KVMAS_RING_LOCK_BITS);
 
 	h += vcpu->vcpu_idx;
-	return &kvmas_ring_stripes[h & (ARRAY_SIZE(kvmas_ring_stripes) - 1)];
-}
-
-/* Under @st->lock, after a walk of @kvm's ring re-protected pages. */
-static void kvmas_stripe_reprotected(struct kvmas_ring_stripe *st,
-				     struct kvm *kvm)
-{
-	if (st->owner != kvm) {
-		st->shared |= st->owner != NULL;
-		st->owner = kvm;
-	}
-	st->reprotect_gen++;
-}
-
-/* After a completed flush: every walk counted up to @gen is flushed. */
-static void kvmas_stripe_flushed(struct kvmas_ring_stripe *st, u64 gen)
-{
-	s64 old = atomic64_read(&st->flushed_gen);
-
-	/* Full barrier on success: orders the flush before the new value. */
-	while (old < (s64)gen) {
-		s64 seen = atomic64_cmpxchg(&st->flushed_gen, old, gen);
-
-		if (seen == old)
-			break;
-		old = seen;
-	}
+	return &kvmas_ring_locks[h & (ARRAY_SIZE(kvmas_ring_locks) - 1)];
 }
 
 struct kvmas_walk {
@@ -340,47 +291,74 @@ int kvmas_ring_reset_stock(struct kvm *kvm, struct kvm_dirty_ring *ring)
 		.wait_producer = true,
 	};
 	struct kvmas_group g = {};
-	struct kvmas_ring_stripe *st = kvmas_ring_stripe(vcpu);
+	struct mutex *lock = kvmas_ring_lock(vcpu);
 
-	mutex_lock(&st->lock);
+	mutex_lock(lock);
 	kvmas_ring_walk(kvm, ring, &w, &g);
 	kvmas_group_flush(kvm, &g, &w);
-	/* Our caller flushes after slots_lock; later callers cannot know when. */
-	if (w.reprotected)
-		kvmas_stripe_reprotected(st, kvm);
-	mutex_unlock(&st->lock);
+	mutex_unlock(lock);
 	return w.reset;
 }
 
-/* A stripe whose re-protections this call's flush must cover. */
+/*
+ * The TLB flush. A resetter re-protects pages under the ring's lock but
+ * flushes after dropping it (stock: in its caller, after slots_lock). So a
+ * call that finds the entries it claims already reset by someone else
+ * must not assume they are flushed yet. Each session remembers, per vCPU,
+ * the ring's reset index as it was when the session's last flush for that
+ * ring had completed: a call flushes if it re-protected anything itself or
+ * finds the reset index moved since (someone else's reset, whose flush may
+ * still be pending). Remembered values are written only after the flush.
+ */
+#define KVMAS_SEEN_VALID (1ULL << 32)
+
+static u64 *kvmas_ring_seen(struct kvmas_session *s)
+{
+	/* Pairs with the cmpxchg_release() below. */
+	u64 *seen = smp_load_acquire(&s->ring_seen);
+
+	if (seen)
+		return seen;
+	seen = kvcalloc(KVM_MAX_VCPUS, sizeof(*seen), GFP_KERNEL_ACCOUNT);
+	if (!seen)
+		return NULL;
+	if (cmpxchg_release(&s->ring_seen, NULL, seen)) {
+		kvfree(seen);
+		/* Pairs with the winner's cmpxchg_release(). */
+		seen = smp_load_acquire(&s->ring_seen);
+	}
+	return seen;
+}
+
+/* What the call records for a ring once its flush (if any) is done. */
 struct kvmas_flush_mark {
-	struct kvmas_ring_stripe *st;
-	u64 gen;
+	u32 vcpu_idx;
+	u32 reset_index;
+	bool flush;
+	bool walked;
 };
 
-/*
- * Resets one vCPU's ring for KVMAS_RESET_RING. Sets @mark if the call must
- * flush TLBs for this ring before returning (see kvmas_ring_stripe); in
- * serial mode (slots_lock) every call flushes, since stock resets leave no
- * trace of whether their flush has happened yet.
- */
+/* Resets one vCPU's ring for KVMAS_RESET_RING; fills in @mark. */
 static void kvmas_ring_reset_one(struct kvm *kvm, struct kvm_vcpu *vcpu,
 				 struct kvmas_ring_vcpu *v, u32 flags,
-				 bool parallel, struct kvmas_walk *w,
+				 bool parallel, u64 seen, struct kvmas_walk *w,
 				 struct kvmas_flush_mark *mark)
 {
 	struct kvm_dirty_ring *ring = &vcpu->dirty_ring;
-	struct kvmas_ring_stripe *st = kvmas_ring_stripe(vcpu);
-	struct mutex *lock = parallel ? &st->lock : &kvm->slots_lock;
+	struct mutex *lock = parallel ? kvmas_ring_lock(vcpu) :
+					&kvm->slots_lock;
 	struct kvmas_group g = {};
 	int idx;
 
 	w->reset = 0;
 	w->invalid = 0;
 	w->reprotected = false;
+	mark->vcpu_idx = vcpu->vcpu_idx;
 	if (mutex_lock_killable(lock)) {
 		w->reason = KVMAS_RING_STOP_SIGNAL;
 	} else {
+		/* Someone else reset entries since our last flush? */
+		mark->flush = seen != (ring->reset_index | KVMAS_SEEN_VALID);
 		/* Keeps the memslots we re-protect alive (they are not locked). */
 		idx = srcu_read_lock(&kvm->srcu);
 		w->want = flags & KVMAS_RING_RESET_ALL_COLLECTED ?
@@ -393,19 +371,9 @@ static void kvmas_ring_reset_one(struct kvm *kvm, struct kvm_vcpu *vcpu,
 		kvmas_ring_walk(kvm, ring, w, &g);
 		kvmas_group_flush(kvm, &g, w);
 		srcu_read_unlock(&kvm->srcu, idx);
-		if (parallel && w->reprotected)
-			kvmas_stripe_reprotected(st, kvm);
-		if (!parallel || st->shared) {
-			/* Flush, but prove nothing about the stripe. */
-			mark->st = NULL;
-			mark->gen = 1;
-		} else if (st->reprotect_gen >
-			   /* Pairs with the cmpxchg in kvmas_stripe_flushed(). */
-			   (u64)atomic64_read_acquire(&st->flushed_gen)) {
-			/* Another VM's pending re-protections: flush, mark nothing. */
-			mark->st = st->owner == kvm ? st : NULL;
-			mark->gen = st->reprotect_gen;
-		}
+		mark->flush |= w->reprotected;
+		mark->reset_index = ring->reset_index;
+		mark->walked = true;
 		mutex_unlock(lock);
 	}
 	v->reset = w->reset;
@@ -462,6 +430,7 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 	struct kvmas_walk w = {};
 	struct kvmas_flush_mark *marks = NULL;
 	struct kvm_vcpu **vcpus = NULL;
+	u64 *seen;
 	struct kvmas_ring_vcpu *v = NULL;
 	bool parallel, stopped = false, flush = false;
 	struct kvm *kvm;
@@ -508,6 +477,11 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 	r = kvmas_ring_copy_in(cmd, v);
 	if (r)
 		goto out;
+	seen = kvmas_ring_seen(s);
+	if (!seen) {
+		r = -ENOMEM;
+		goto out;
+	}
 
 	/* Set once, before any vCPU exists (kvm->lock); an untorn read. */
 	if (!READ_ONCE(kvm->dirty_ring_size)) {
@@ -540,9 +514,11 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 			v[i].reset_index = READ_ONCE(ring->reset_index);
 			continue;
 		}
-		kvmas_ring_reset_one(kvm, vcpus[i], &v[i], cmd->flags, parallel,
-				     &w, &marks[i]);
-		flush |= marks[i].gen != 0;
+		kvmas_ring_reset_one(
+			kvm, vcpus[i], &v[i], cmd->flags, parallel,
+			/* Pairs with WRITE_ONCE() after the flush. */
+			READ_ONCE(seen[vcpus[i]->vcpu_idx]), &w, &marks[i]);
+		flush |= marks[i].flush;
 		cmd->total_reset += w.reset;
 		stopped = w.reason == KVMAS_RING_STOP_SIGNAL || !w.budget;
 		if (!w.budget && w.reason != KVMAS_RING_STOP_SIGNAL)
@@ -556,10 +532,15 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 	if (flush) {
 		kvm_flush_remote_tlbs(kvm);
 		cmd->tlb_flushes = 1;
-		for (i = 0; i < cmd->nr_vcpus; i++)
-			if (marks[i].st)
-				kvmas_stripe_flushed(marks[i].st, marks[i].gen);
 	}
+	/*
+	 * Only now, flushed: READ_ONCE() in the next call pairs with this; a
+	 * stale value there costs one more flush, never one less.
+	 */
+	for (i = 0; i < cmd->nr_vcpus; i++)
+		if (marks[i].walked)
+			WRITE_ONCE(seen[marks[i].vcpu_idx],
+				   marks[i].reset_index | KVMAS_SEEN_VALID);
 	r = kvmas_ring_copy_out(cmd, v);
 	if (cmd->total_reset) {
 		atomic64_inc(&kvmas_stats.ring_reset_calls);

@@ -70,6 +70,7 @@ void kvmas_session_free(struct kvmas_session *s)
 		atomic_dec(&kvmas_stats.attached);
 	}
 	atomic_dec(&kvmas_stats.sessions_open);
+	kvfree(s->ring_seen);
 	mutex_destroy(&s->attach_lock);
 	kmem_cache_free(kvmas_session_cache, s);
 }

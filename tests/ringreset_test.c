@@ -229,6 +229,42 @@ TEST(boundary_and_reprotect)
 	rv_destroy(&r);
 }
 
+/*
+ * Entries someone else reset (here stock KVM_RESET_DIRTY_RINGS, whose flush
+ * comes after it drops its locks) are flushed again by the call that
+ * claims them, even though it resets nothing itself; then no more.
+ */
+TEST(flush_after_foreign_reset)
+{
+	struct kvmas_ring_vcpu v;
+	struct kvmas_reset_ring c;
+	struct kvmas_ring kr;
+	struct ringvm r;
+	struct kvmas *kv;
+
+	kv = one_vcpu(&r, 1024, 10, &kr);
+	ASSERT_NE(NULL, kv);
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	ASSERT_EQ(10, collect(&kr, 0));
+	ASSERT_EQ(0, reset_one(kv, 0, kr.fetch, 0, 0, &v, &c));
+	EXPECT_EQ(10, v.reset);
+	EXPECT_EQ(1, c.tlb_flushes);
+	ASSERT_EQ(0, reset_one(kv, 0, kr.fetch, 0, 0, &v, &c));
+	EXPECT_EQ(0, c.tlb_flushes);
+
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	ASSERT_EQ(10, collect(&kr, 0));
+	ASSERT_EQ(10, rv_reset_all(&r));
+	ASSERT_EQ(0, reset_one(kv, 0, kr.fetch, 0, 0, &v, &c));
+	EXPECT_EQ(0, v.reset);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
+	EXPECT_EQ(1, c.tlb_flushes);
+	ASSERT_EQ(0, reset_one(kv, 0, kr.fetch, 0, 0, &v, &c));
+	EXPECT_EQ(0, c.tlb_flushes);
+	kvmas_close(kv);
+	rv_destroy(&r);
+}
+
 /* Entries naming no page: released as stock does, or stopped at on request. */
 TEST(invalid_entries)
 {
@@ -603,15 +639,17 @@ struct vandal {
 
 static void *vandal_main(void *arg)
 {
-	struct vandal *v = arg;
 	static const uint32_t vals[] = { 0, KVM_DIRTY_GFN_F_RESET,
 					 KVM_DIRTY_GFN_F_DIRTY, 3 };
-	uint32_t k;
+	struct vandal *v = arg;
+	uint32_t x = 12345;
 
-	/* Only the 200 entries KVM pushed, where the walk is. */
-	for (k = 0; !v->stop; k++)
-		__atomic_store_n(&v->r->ring[0][(k * 7) % 200].flags,
-				 vals[k & 3], __ATOMIC_RELEASE);
+	/* Only the 200 entries KVM pushed, where the walk is; any value. */
+	while (!v->stop) {
+		x = x * 1103515245 + 12345;
+		__atomic_store_n(&v->r->ring[0][(x >> 8) % 200].flags,
+				 vals[(x >> 28) & 3], __ATOMIC_RELEASE);
+	}
 	return NULL;
 }
 

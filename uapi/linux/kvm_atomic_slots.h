@@ -397,8 +397,11 @@ struct kvmas_commit_batch {
  *    since the push, or garbage) are released without touching any page and
  *    counted in @invalid, as stock does; with KVMAS_RING_RESET_STOP_INVALID
  *    the walk stops in front of such an entry instead, leaving it in place.
- * After all vCPUs, one TLB flush for the VM if any page was re-protected,
- * before the call returns: page contents read after the call are current.
+ * After all vCPUs, one TLB flush for the VM before the call returns, if
+ * the call re-protected a page or finds that another resetter (stock
+ * KVM_RESET_DIRTY_RINGS, another thread or session) reset entries of a ring
+ * since this session's last flush for it (that resetter's own flush may
+ * still be pending): page contents read after the call are current.
  *
  * Work per call is bounded (one lap per vCPU, and @max_entries if set); the
  * walk reschedules between groups of entries and stops early, with a partial
@@ -477,7 +480,8 @@ struct kvmas_ring_vcpu {
  *               beyond one lap per vCPU
  * @total_reset: out: sum of the entries' @reset
  * @error_index: out: the entry that made the call fail, or -1
- * @tlb_flushes: out: 1 if the call flushed the VM's TLBs, else 0
+ * @tlb_flushes: out: 1 if the call flushed the VM's TLBs, else 0 (a
+ *               session's first call on a ring always flushes)
  * @__reserved32, @__reserved: must be 0
  *
  * Every vCPU id is checked before any ring is touched. Errors: ENOTCONN/
