@@ -6,13 +6,7 @@
 # then the second CPU comes online, so vCPUs and the VMM really run in
 # parallel, as the stall and scaling figures need.
 export PATH="$PWD:$PATH"
-./vmholder &
-holder=$!
-sleep 1
-if [ -e /sys/devices/system/cpu/cpu1/online ] &&
-   [ "$(cat /sys/devices/system/cpu/cpu1/online)" = 0 ]; then
-	echo 1 >/sys/devices/system/cpu/cpu1/online || exit 1
-fi
+. ./parallel.sh
 rc=0
 ./demo || rc=1
 echo

@@ -3,17 +3,7 @@
 #
 # The race suite, for a boot with multi-threaded TCG (see race_test.c).
 export KVMAS_KO=${KVMAS_KO:-/kvmas/mod/kvm_atomic_slots.ko}
-# Booted with maxcpus=1 (tests/check.sh): the module's livepatch and the
-# VM holder's static-key flips patched kernel text on one CPU; only now
-# does the second one come up.
-./vmholder &
-holder=$!
-sleep 1
-if [ -e /sys/devices/system/cpu/cpu1/online ] &&
-   [ "$(cat /sys/devices/system/cpu/cpu1/online)" = 0 ]; then
-	echo 1 >/sys/devices/system/cpu/cpu1/online || exit 1
-fi
-echo "# cpus online: $(cat /sys/devices/system/cpu/online)"
+. ./parallel.sh
 echo "# suite: race_test"
 ./race_test
 rc=$?
