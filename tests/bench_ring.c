@@ -172,12 +172,8 @@ int main(int argc, char **argv)
 	}
 	printf("# KVMAS_CAP_RING_RESET = %d (2 = per-vCPU parallel)\n",
 	       kvmas_check_extension(kv, KVMAS_CAP_RING_RESET));
-	for (k = 0; k < 2; k++) {
-		memset(&kr[k], 0, sizeof(kr[k]));
-		kr[k].gfns = r.ring[k];
-		kr[k].entries = RING;
-		kr[k].vcpu_id = k;
-	}
+	for (k = 0; k < 2; k++)
+		rv_ring(&r, k, &kr[k]);
 	/* Warm-up round: first faults map pages, not just re-protect them. */
 	if (dirty_and_harvest() || timed(1, &t[1]) != 2 * PAGES) {
 		fprintf(stderr, "warm-up failed\n");

@@ -246,9 +246,7 @@ static void ring_scene(int epochs)
 		l[i].kv = kv;
 		l[i].i = i;
 		l[i].epochs = epochs;
-		l[i].kr.gfns = r.ring[i];
-		l[i].kr.entries = r.ring_entries;
-		l[i].kr.vcpu_id = i;
+		rv_ring(&r, i, &l[i].kr);
 		pthread_create(&tv[i], NULL, rs_vcpu, &l[i]);
 		pthread_create(&th[i], NULL, rs_harvester, &l[i]);
 	}

@@ -46,7 +46,7 @@ TEST(honest_counts_match_harvest)
 		for (i = 0; i < 2; i++) {
 			ASSERT_EQ(0, rv_run_pass(&r, i));
 			/* One entry per page: every page was write-protected. */
-			EXPECT_EQ(256, rv_harvest(&r, i, NULL, 0))
+			EXPECT_EQ(256, rv_harvest(&r, i))
 			TH_LOG("round %d vcpu %d", round, i);
 			harvested += 256;
 		}
@@ -78,7 +78,7 @@ TEST(partial_harvest_counts)
 		r.fetch[0]++;
 	}
 	EXPECT_EQ(40, rv_reset_all(&r));
-	EXPECT_EQ(60, rv_harvest(&r, 0, NULL, 0));
+	EXPECT_EQ(60, rv_harvest(&r, 0));
 	EXPECT_EQ(60, rv_reset_all(&r));
 	rv_destroy(&r);
 }

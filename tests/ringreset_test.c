@@ -30,15 +30,6 @@ static struct kvmas *attach(int vm)
 	return kv;
 }
 
-/* libkvmas's view of ringvm's mapping of vCPU @i's ring. */
-static void ring_of(struct ringvm *r, int i, struct kvmas_ring *kr)
-{
-	memset(kr, 0, sizeof(*kr));
-	kr->gfns = r->ring[i];
-	kr->entries = r->ring_entries;
-	kr->vcpu_id = i;
-}
-
 /* A one-vCPU ring VM with @pages per pass, attached, seen by libkvmas. */
 static struct kvmas *one_vcpu(struct ringvm *r, uint32_t ring, uint32_t pages,
 			      struct kvmas_ring *kr)
@@ -48,7 +39,7 @@ static struct kvmas *one_vcpu(struct ringvm *r, uint32_t ring, uint32_t pages,
 	if (rv_create(r, 1, ring, pages))
 		return NULL;
 	kv = attach(r->vm);
-	ring_of(r, 0, kr);
+	rv_ring(r, 0, kr);
 	return kv;
 }
 
@@ -563,7 +554,7 @@ static void run_epochs(struct __test_metadata *_metadata, int with_others)
 
 		l->x = x;
 		l->i = i;
-		ring_of(&x->r, i, &l->kr);
+		rv_ring(&x->r, i, &l->kr);
 		ASSERT_EQ(0,
 			  pthread_create(&l->vcpu_thread, NULL, vcpu_main, l));
 		ASSERT_EQ(0, pthread_create(&l->harvest_thread, NULL,

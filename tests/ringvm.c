@@ -166,26 +166,23 @@ int rv_run_pass(struct ringvm *r, int i)
 	}
 }
 
-uint32_t rv_harvest(struct ringvm *r, int i, uint64_t *offs, uint32_t max)
+void rv_ring(struct ringvm *r, int i, struct kvmas_ring *kr)
 {
-	uint32_t n = 0;
+	memset(kr, 0, sizeof(*kr));
+	kr->gfns = r->ring[i];
+	kr->entries = r->ring_entries;
+	kr->vcpu_id = i;
+	kr->fetch = r->fetch[i];
+}
 
-	for (;;) {
-		struct kvm_dirty_gfn *e =
-			&r->ring[i][r->fetch[i] & (r->ring_entries - 1)];
+uint32_t rv_harvest(struct ringvm *r, int i)
+{
+	struct kvmas_ring kr;
+	uint32_t n;
 
-		/* Pairs with KVM's smp_wmb() + flags store in kvm_dirty_ring_push(). */
-		if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
-		      KVM_DIRTY_GFN_F_DIRTY))
-			break;
-		if (offs && n < max)
-			offs[n] = e->offset;
-		/* Pairs with the kernel's smp_load_acquire() in the reset walk. */
-		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
-				 __ATOMIC_RELEASE);
-		r->fetch[i]++;
-		n++;
-	}
+	rv_ring(r, i, &kr);
+	n = kvmas_ring_harvest(&kr, NULL, NULL, 0);
+	r->fetch[i] = kr.fetch;
 	return n;
 }
 

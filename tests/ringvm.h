@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <linux/kvm.h>
 
+#include "kvmas.h"
+
 #define RV_MAX_VCPUS 4
 #define RV_DATA_SLOT 1
 #define RV_DATA_GPA 0x100000ULL
@@ -44,12 +46,15 @@ void rv_destroy(struct ringvm *r);
  */
 int rv_run_pass(struct ringvm *r, int i);
 
+/* libkvmas's view of vCPU @i's ring, from the VMM's fetch index in @r. */
+void rv_ring(struct ringvm *r, int i, struct kvmas_ring *kr);
+
 /*
- * The VMM side done right: from the fetch index, acquire-load each entry's
- * flags, stop at the first not DIRTY, record (slot, offset) into @offs (if
- * not NULL, up to @max), store-release RESET. Returns entries harvested.
+ * The VMM side done right, by libkvmas (kvmas_ring_harvest()): collects
+ * every DIRTY entry from the fetch index, marks each RESET. Returns the
+ * number harvested.
  */
-uint32_t rv_harvest(struct ringvm *r, int i, uint64_t *offs, uint32_t max);
+uint32_t rv_harvest(struct ringvm *r, int i);
 
 /* Stock KVM_RESET_DIRTY_RINGS: returns its count or -errno. */
 int rv_reset_all(struct ringvm *r);

@@ -114,7 +114,7 @@ TEST(cli_stats_count_work)
 {
 	long b0 = stat_now("batches"), o0 = stat_now("batch_ops");
 	long r0 = stat_now("ring_resets"), e0 = stat_now("ring_entries");
-	struct kvmas_ring kr = { 0 }, *one = &kr;
+	struct kvmas_ring kr, *one = &kr;
 	struct kvmas_batch *b = kvmas_batch_new();
 	void *mem = guest_mem(0x20000);
 	struct ringvm r;
@@ -130,8 +130,7 @@ TEST(cli_stats_count_work)
 	ASSERT_EQ(0, kvmas_batch_create(b, 0, 6, 0, 0x40010000, 0x10000,
 					(char *)mem + 0x10000));
 	ASSERT_EQ(0, kvmas_batch_commit(kv, b, 0, NULL));
-	kr.gfns = r.ring[0];
-	kr.entries = r.ring_entries;
+	rv_ring(&r, 0, &kr);
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	ASSERT_EQ(10, kvmas_ring_harvest(&kr, NULL, NULL, 0));
 	ASSERT_EQ(10, kvmas_ring_reset(kv, &one, 1, 0));
