@@ -236,15 +236,17 @@ struct kvmas_errmsg {
 static const struct kvmas_errmsg kvmas_errmsgs[] = {
 	{ KVMAS_CMD_COMMIT_BATCH, EINVAL,
 	  "invalid op (kind, flags, alignment, slot id, address space, reserved field, "
+	  "a field the op does not use, deleting an id not in use, "
 	  "or a second op on the same slot)" },
 	{ KVMAS_CMD_COMMIT_BATCH, EEXIST,
 	  "overlaps another slot in the final layout, or creates an existing slot id" },
-	{ KVMAS_CMD_COMMIT_BATCH, ENOENT, "no such slot" },
+	{ KVMAS_CMD_COMMIT_BATCH, ENOENT,
+	  "no slot with that id to move, re-flag or replace" },
 	{ KVMAS_CMD_COMMIT_BATCH, EOPNOTSUPP,
 	  "batch commits unavailable on this kernel, or a guest_memfd slot" },
 	{ KVMAS_CMD_COMMIT_BATCH, EMSGSIZE, "too many ops in one batch" },
 	{ KVMAS_CMD_COMMIT_BATCH, EFAULT,
-	  "ops or dirty-bitmap buffer not accessible" },
+	  "command struct, ops or dirty-bitmap buffer not accessible (nothing was changed)" },
 	{ KVMAS_CMD_COMMIT_BATCH, ENOMEM,
 	  "out of memory preparing a slot (nothing was changed)" },
 	{ KVMAS_CMD_RESET_RING, ENXIO, "the VM has no dirty ring enabled" },

@@ -50,6 +50,7 @@
 /* Kernel-side state of one op. */
 struct kvmas_bop {
 	struct kvmas_batch_op u;
+	u32 index; /* position in the caller's array (for error_index) */
 	struct kvm_memory_slot *old; /* slot the op changes (active set) */
 	struct kvm_memory_slot *new; /* object the op installs */
 	struct kvm_memory_slot *invalid; /* INVALID stand-in for a removed old */
@@ -57,6 +58,7 @@ struct kvmas_bop {
 	size_t handoff_bytes; /* size of the user's buffer */
 	bool prepared;
 	bool fresh_bitmap; /* new->dirty_bitmap allocated here */
+	bool noop; /* stock would change nothing: dropped before commit */
 };
 
 static bool kvmas_op_removes(const struct kvmas_bop *b)
@@ -78,10 +80,8 @@ static int kvmas_check_region(struct kvm *kvm, const struct kvmas_batch_op *u)
 
 	if (u->flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))
 		return -EINVAL;
-#ifdef kvm_arch_has_readonly_mem
-	if ((u->flags & KVM_MEM_READONLY) && !kvm_arch_has_readonly_mem(kvm))
+	if ((u->flags & KVM_MEM_READONLY) && !kvmas_has_readonly_mem(kvm))
 		return -EINVAL;
-#endif
 	if (!u->memory_size || (u->memory_size & (PAGE_SIZE - 1)) ||
 	    u->memory_size != (unsigned long)u->memory_size)
 		return -EINVAL;
@@ -114,6 +114,106 @@ static bool kvmas_gmem(const struct kvm_memory_slot *slot)
 }
 
 /*
+ * The checks __kvm_set_memory_region() makes on a request that names an
+ * existing slot with a non-zero size ("modify"): only the gpa and the
+ * dirty-logging flag may change. Returns 0 if @u is a valid modification
+ * of @old, and tells whether it moves the slot.
+ */
+static int kvmas_check_modify(const struct kvm_memory_slot *old,
+			      const struct kvmas_batch_op *u, bool *moves)
+{
+	if (u->userspace_addr != old->userspace_addr ||
+	    u->memory_size != old->npages << PAGE_SHIFT ||
+	    ((u->flags ^ old->flags) & KVM_MEM_READONLY))
+		return -EINVAL;
+	*moves = u->guest_phys_addr >> PAGE_SHIFT != old->base_gfn;
+	return 0;
+}
+
+/*
+ * One op on its own, against the active layout; stock KVM's checks in
+ * stock KVM's order wherever the op has a stock equivalent (see the uapi
+ * header for the deliberate differences). May turn a MOVE that keeps its
+ * gpa into the SET_FLAGS it is, and marks ops that change nothing.
+ */
+static int kvmas_validate_op(struct kvm *kvm, struct kvm_memslots *slots,
+			     struct kvmas_bop *b, unsigned long *seen, u32 as)
+{
+	struct kvmas_batch_op *u = &b->u;
+	struct kvm_memory_slot *old;
+	bool moves;
+	int r;
+
+	if (u->__reserved[0] || u->__reserved[1] || u->as_id != as ||
+	    u->slot >= KVM_USER_MEM_SLOTS)
+		return -EINVAL;
+	/* One op per slot id: no chains to reason about. */
+	if (__test_and_set_bit(u->slot, seen))
+		return -EINVAL;
+	old = id_to_memslot(slots, u->slot);
+	if (old && kvmas_gmem(old))
+		return -EOPNOTSUPP;
+	b->old = old;
+	if (u->dirty_bitmap && u->op != KVMAS_OP_DELETE &&
+	    u->op != KVMAS_OP_REPLACE)
+		return -EINVAL;
+
+	switch (u->op) {
+	case KVMAS_OP_CREATE:
+		r = kvmas_check_region(kvm, u);
+		if (r)
+			return r;
+		/* Stock would modify the slot in place: a typed op refuses. */
+		return old ? -EEXIST : 0;
+	case KVMAS_OP_DELETE:
+		if (u->flags || u->guest_phys_addr || u->memory_size ||
+		    u->userspace_addr)
+			return -EINVAL;
+		/* Stock: deleting an id that is not in use is EINVAL. */
+		return old ? 0 : -EINVAL;
+	case KVMAS_OP_MOVE:
+		r = kvmas_check_region(kvm, u);
+		if (r)
+			return r;
+		if (!old)
+			return -ENOENT;
+		r = kvmas_check_modify(old, u, &moves);
+		if (r || moves)
+			return r;
+		/* Same gpa: what stock does with it is a flags change. */
+		u->op = KVMAS_OP_SET_FLAGS;
+		u->guest_phys_addr = 0;
+		u->memory_size = 0;
+		u->userspace_addr = 0;
+		b->noop = u->flags == old->flags;
+		return 0;
+	case KVMAS_OP_SET_FLAGS:
+		if (u->guest_phys_addr || u->memory_size || u->userspace_addr ||
+		    (u->flags &
+		     ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) ||
+		    ((u->flags & KVM_MEM_READONLY) &&
+		     !kvmas_has_readonly_mem(kvm)))
+			return -EINVAL;
+		if (!old)
+			return -ENOENT;
+		if ((u->flags ^ old->flags) & KVM_MEM_READONLY)
+			return -EINVAL;
+		/*
+		 * Nothing to change is stock's no-op, and must stay one: KVM's
+		 * commit of a flags change that changes nothing WARNs.
+		 */
+		b->noop = u->flags == old->flags;
+		return 0;
+	case KVMAS_OP_REPLACE:
+		r = kvmas_check_region(kvm, u);
+		if (r)
+			return r;
+		return old ? 0 : -ENOENT;
+	}
+	return -EINVAL;
+}
+
+/*
  * Validates @b[0..n) against the active layout of their address space, as
  * if applied in one step. Caller holds slots_lock. On error *@idx names the
  * offending op.
@@ -127,6 +227,7 @@ static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	u32 as = b[0].u.as_id, i, j;
 	int r;
 
+	lockdep_assert_held(&kvm->slots_lock);
 	if (as >= kvmas_nr_as(kvm)) {
 		*idx = 0;
 		return -EINVAL;
@@ -134,85 +235,14 @@ static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	slots = __kvm_memslots(kvm, as);
 
 	for (i = 0; i < n; i++) {
-		struct kvmas_batch_op *u = &b[i].u;
-		struct kvm_memory_slot *old;
-
 		*idx = i;
-		if (u->__reserved[0] || u->__reserved[1] || u->as_id != as ||
-		    u->slot >= KVM_USER_MEM_SLOTS)
-			return -EINVAL;
-		/* One op per slot id: no chains to reason about. */
-		if (__test_and_set_bit(u->slot, seen))
-			return -EINVAL;
-		old = id_to_memslot(slots, u->slot);
-		if (old && kvmas_gmem(old))
-			return -EOPNOTSUPP;
-		b[i].old = old;
-		if (u->dirty_bitmap && u->op != KVMAS_OP_DELETE &&
-		    u->op != KVMAS_OP_REPLACE)
-			return -EINVAL;
-		/*
-		 * Fault the hand-off buffer in now, zeroed (no bits if the
-		 * slot keeps no bitmap), before anything changes.
-		 */
-		if (u->dirty_bitmap && old) {
-			b[i].handoff_bytes = kvm_dirty_bitmap_bytes(old);
-			if (clear_user(u64_to_user_ptr(u->dirty_bitmap),
-				       b[i].handoff_bytes))
-				return -EFAULT;
-		}
-
-		switch (u->op) {
-		case KVMAS_OP_CREATE:
-			if (old)
-				return -EEXIST;
-			r = kvmas_check_region(kvm, u);
-			if (r)
-				return r;
-			added += u->memory_size >> PAGE_SHIFT;
-			break;
-		case KVMAS_OP_DELETE:
-			if (!old)
-				return -ENOENT;
-			if (u->flags || u->guest_phys_addr || u->memory_size ||
-			    u->userspace_addr)
-				return -EINVAL;
-			removed += old->npages;
-			break;
-		case KVMAS_OP_MOVE:
-			if (!old)
-				return -ENOENT;
-			/* KVM's rule: only the gpa may change in a move. */
-			if (u->memory_size != old->npages << PAGE_SHIFT ||
-			    u->userspace_addr != old->userspace_addr ||
-			    u->flags != (old->flags & ~KVM_MEMSLOT_INVALID) ||
-			    u->guest_phys_addr >> PAGE_SHIFT == old->base_gfn)
-				return -EINVAL;
-			r = kvmas_check_region(kvm, u);
-			if (r)
-				return r;
-			break;
-		case KVMAS_OP_SET_FLAGS:
-			if (!old)
-				return -ENOENT;
-			if (u->guest_phys_addr || u->memory_size ||
-			    u->userspace_addr ||
-			    ((u->flags ^ old->flags) &
-			     ~KVM_MEM_LOG_DIRTY_PAGES))
-				return -EINVAL;
-			break;
-		case KVMAS_OP_REPLACE:
-			if (!old)
-				return -ENOENT;
-			r = kvmas_check_region(kvm, u);
-			if (r)
-				return r;
-			removed += old->npages;
-			added += u->memory_size >> PAGE_SHIFT;
-			break;
-		default:
-			return -EINVAL;
-		}
+		r = kvmas_validate_op(kvm, slots, &b[i], seen, as);
+		if (r)
+			return r;
+		if (kvmas_op_removes(&b[i]))
+			removed += b[i].old->npages;
+		if (kvmas_op_inserts(&b[i]))
+			added += b[i].u.memory_size >> PAGE_SHIFT;
 	}
 
 	if (kvm->nr_memslot_pages - removed + added <
@@ -256,6 +286,43 @@ static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	}
 	*idx = -1;
 	return 0;
+}
+
+/*
+ * Every hand-off buffer must be writable before anything changes, so that
+ * no copy can fail after the commit. Probed without writing a byte (a dry
+ * run must not touch the caller's memory).
+ */
+static int kvmas_probe_handoff(struct kvmas_bop *b, u32 n, s32 *idx)
+{
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		if (!b[i].u.dirty_bitmap || !b[i].old)
+			continue;
+		b[i].handoff_bytes = kvm_dirty_bitmap_bytes(b[i].old);
+		if (kvmas_probe_writable(u64_to_user_ptr(b[i].u.dirty_bitmap),
+					 b[i].handoff_bytes)) {
+			*idx = i;
+			return -EFAULT;
+		}
+	}
+	return 0;
+}
+
+/* Drops the ops that change nothing; returns how many are left. */
+static u32 kvmas_batch_compact(struct kvmas_bop *b, u32 n)
+{
+	u32 i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (b[i].noop)
+			continue;
+		if (k != i)
+			b[k] = b[i];
+		k++;
+	}
+	return k;
 }
 
 static struct kvm_memory_slot *kvmas_slot_alloc(struct kvm_memory_slot *from)
@@ -607,10 +674,92 @@ static void kvmas_publish_fenced(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	kvmas_edit_inactive(kvm, b, n, false);
 }
 
+/* Prepares every op; on failure unwinds the prepared ones (*@idx: the op). */
+static int kvmas_prepare_all(struct kvm *kvm, struct kvmas_bop *b, u32 n,
+			     s32 *idx)
+{
+	u32 i;
+	int r;
+
+	lockdep_assert_held(&kvm->slots_arch_lock);
+	for (i = 0; i < n; i++) {
+		r = kvmas_prepare_one(kvm, &b[i]);
+		if (r) {
+			*idx = b[i].index;
+			while (i--)
+				kvmas_unprepare_one(kvm, &b[i]);
+			return r;
+		}
+		b[i].prepared = true;
+	}
+	return 0;
+}
+
+/*
+ * Route A's first step: publish INVALID stand-ins for every removed slot
+ * and unmap their ranges. Called with slots_arch_lock held and every op
+ * prepared; returns with slots_arch_lock held again. Returns 0, or the
+ * error of a re-prepare that KVM's state change in the window forced, with
+ * the stand-ins still published (the caller swaps the old slots back).
+ */
+static int kvmas_publish_invalid(struct kvm *kvm, struct kvmas_bop *b, u32 n,
+				 int as, u32 *gps, s32 *idx)
+{
+	unsigned long epoch = kvmas_arch_prepare_epoch(kvm);
+	u32 i;
+	int r;
+
+	for (i = 0; i < n; i++)
+		if (kvmas_op_removes(&b[i]))
+			kvmas_k_replace_memslot(kvm, b[i].old, b[i].invalid);
+	kvmas_k_swap_active_memslots(kvm, as);
+	(*gps)++;
+	/* vCPUs now see INVALID copies: unmap the old ranges. */
+	for (i = 0; i < n; i++)
+		if (kvmas_op_removes(&b[i]))
+			kvmas_k_flush_shadow_memslot(kvm, b[i].old);
+	kvmas_k_guest_memory_reclaimed(kvm);
+	mutex_lock(&kvm->slots_arch_lock);
+
+	/*
+	 * slots_arch_lock was dropped during the swap: KVM may have allocated
+	 * arch data (x86 rmaps for a first shadow root) into the published
+	 * slots meanwhile. Take it back into the objects we keep, as
+	 * kvm_invalidate_memslot() does; a flags change copies its old slot's
+	 * arch data (x86's prepare for FLAGS_ONLY is exactly that copy).
+	 */
+	for (i = 0; i < n; i++) {
+		if (kvmas_op_removes(&b[i]))
+			b[i].old->arch = b[i].invalid->arch;
+		else if (b[i].u.op == KVMAS_OP_SET_FLAGS)
+			b[i].new->arch = b[i].old->arch;
+	}
+	if (epoch == kvmas_arch_prepare_epoch(kvm))
+		return 0;
+	/*
+	 * The new slots were prepared for a VM without that arch data: do it
+	 * again. Only this can fail after something was published.
+	 */
+	for (i = 0; i < n; i++) {
+		if (!kvmas_op_inserts(&b[i]))
+			continue;
+		kvmas_unprepare_one(kvm, &b[i]);
+		b[i].prepared = false;
+		r = kvmas_prepare_one(kvm, &b[i]);
+		if (r) {
+			*idx = b[i].index;
+			return r;
+		}
+		b[i].prepared = true;
+	}
+	return 0;
+}
+
 /*
  * The commit proper. Caller holds slots_lock and has validated and
- * allocated. Returns 0 or the error of a failed prepare (*@idx its op),
- * with the layout unchanged.
+ * allocated. Every op is prepared before anything is published, so a
+ * failed prepare returns with the layout and KVM's generation untouched.
+ * Returns 0 or that error (*@idx its op).
  */
 static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 			     int as, bool want_fence, s32 *idx, u32 *gps,
@@ -619,8 +768,9 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	struct kvmas_gfn_range *ranges;
 	bool removals = false, fence;
 	u32 i;
-	int r = 0;
+	int r;
 
+	lockdep_assert_held(&kvm->slots_lock);
 	for (i = 0; i < n; i++)
 		removals |= kvmas_op_removes(&b[i]);
 	ranges = kvmalloc_array(2 * n, sizeof(*ranges), GFP_KERNEL_ACCOUNT);
@@ -629,35 +779,20 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 
 	mutex_lock(&kvm->slots_arch_lock);
 	fence = want_fence && kvmas_fence_route_ok(kvm);
+	/* Reported on a failed prepare too: the route it would have taken. */
 	*route = fence ? KVMAS_ROUTE_FENCE : KVMAS_ROUTE_INVALIDATE;
+	r = kvmas_prepare_all(kvm, b, n, idx);
+	if (r) {
+		mutex_unlock(&kvm->slots_arch_lock);
+		kvfree(ranges);
+		return r;
+	}
+
 	if (removals && !fence) {
-		for (i = 0; i < n; i++)
-			if (kvmas_op_removes(&b[i]))
-				kvmas_k_replace_memslot(kvm, b[i].old,
-							b[i].invalid);
-		kvmas_k_swap_active_memslots(kvm, as);
-		(*gps)++;
-		/* vCPUs now see INVALID copies: unmap the old ranges. */
-		for (i = 0; i < n; i++)
-			if (kvmas_op_removes(&b[i]))
-				kvmas_k_flush_shadow_memslot(kvm, b[i].old);
-		kvmas_k_guest_memory_reclaimed(kvm);
-		mutex_lock(&kvm->slots_arch_lock);
-		/* Arch data may have been allocated through the copies meanwhile. */
-		for (i = 0; i < n; i++)
-			if (kvmas_op_removes(&b[i]))
-				b[i].old->arch = b[i].invalid->arch;
+		r = kvmas_publish_invalid(kvm, b, n, as, gps, idx);
+		if (r)
+			goto unwind_invalid;
 	}
-
-	for (i = 0; i < n; i++) {
-		r = kvmas_prepare_one(kvm, &b[i]);
-		if (r) {
-			*idx = i;
-			goto unwind;
-		}
-		b[i].prepared = true;
-	}
-
 	if (removals && fence) {
 		kvmas_publish_fenced(kvm, b, n, as, ranges, gps);
 	} else {
@@ -675,31 +810,27 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 		kvmas_commit_one(kvm, &b[i]);
 	return 0;
 
-unwind:
+unwind_invalid:
 	kvfree(ranges);
-	while (i--)
+	for (i = 0; i < n; i++)
 		if (b[i].prepared)
 			kvmas_unprepare_one(kvm, &b[i]);
-	if (removals && !fence) {
-		/* Publish the old slots again, then fix up the other set. */
-		kvmas_k_swap_active_memslots(kvm, as);
-		(*gps)++;
-		for (i = 0; i < n; i++)
-			if (kvmas_op_removes(&b[i]))
-				kvmas_k_replace_memslot(kvm, b[i].invalid,
-							b[i].old);
-	} else {
-		mutex_unlock(&kvm->slots_arch_lock);
-	}
+	/* Publish the old slots again, then fix up the other set. */
+	kvmas_k_swap_active_memslots(kvm, as);
+	(*gps)++;
+	for (i = 0; i < n; i++)
+		if (kvmas_op_removes(&b[i]))
+			kvmas_k_replace_memslot(kvm, b[i].invalid, b[i].old);
 	return r;
 }
 
 int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 {
+	bool dry = cmd->flags & KVMAS_BATCH_VALIDATE_ONLY;
 	struct kvmas_bop *b = NULL;
 	unsigned long *seen = NULL;
 	struct kvm *kvm;
-	u32 i, n = cmd->nr_ops, gps = 0, route = KVMAS_ROUTE_NONE;
+	u32 i, n = cmd->nr_ops, live, gps = 0, route = KVMAS_ROUTE_NONE;
 	u64 dirty = 0;
 	s32 idx = -1;
 	int r;
@@ -730,6 +861,7 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 		void __user *src =
 			u64_to_user_ptr(cmd->ops) + (size_t)i * cmd->op_size;
 
+		b[i].index = i;
 		r = copy_struct_from_user(&b[i].u, sizeof(b[i].u), src,
 					  cmd->op_size);
 		if (r) {
@@ -742,36 +874,50 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	if (r)
 		goto out;
 	r = kvmas_batch_validate(kvm, b, n, seen, &idx);
-	if (!r && (cmd->flags & KVMAS_BATCH_VALIDATE_ONLY)) {
+	if (!r)
+		r = kvmas_probe_handoff(b, n, &idx);
+	live = r ? 0 : kvmas_batch_compact(b, n);
+	if (!r && dry) {
 		/* The route a commit would take now (a report only). */
-		route = kvmas_fence_route_ok(kvm) &&
-					!(cmd->flags &
-					  KVMAS_BATCH_ROUTE_INVALIDATE) ?
-				KVMAS_ROUTE_FENCE :
-				KVMAS_ROUTE_INVALIDATE;
-	} else if (!r) {
-		r = kvmas_batch_alloc(b, n);
+		if (live)
+			route = kvmas_fence_route_ok(kvm) &&
+						!(cmd->flags &
+						  KVMAS_BATCH_ROUTE_INVALIDATE) ?
+					KVMAS_ROUTE_FENCE :
+					KVMAS_ROUTE_INVALIDATE;
+	} else if (!r && live) {
+		r = kvmas_batch_alloc(b, live);
 		if (!r)
-			r = kvmas_batch_apply(kvm, b, n, b[0].u.as_id,
+			r = kvmas_batch_apply(kvm, b, live, b[0].u.as_id,
 					      !(cmd->flags &
 						KVMAS_BATCH_ROUTE_INVALIDATE),
 					      &idx, &gps, &dirty, &route);
 	}
 	mutex_unlock(&kvm->slots_lock);
-	if (!r && !(cmd->flags & KVMAS_BATCH_VALIDATE_ONLY)) {
-		atomic64_inc(&kvmas_stats.batches_committed);
-		atomic64_add(n, &kvmas_stats.batch_ops_committed);
-	}
+	if (r || dry)
+		goto out;
+	atomic64_inc(&kvmas_stats.batches_committed);
+	atomic64_add(n, &kvmas_stats.batch_ops_committed);
 
-	/* Committed: only the copies to the caller's buffers are left. */
-	for (i = 0; !r && i < n; i++) {
-		if (!b[i].handoff)
+	/*
+	 * Committed: hand the old bits over (zeros where the slot kept no
+	 * bitmap). The buffers were probed writable before the commit, so a
+	 * copy fails only if another thread of the caller unmapped one since;
+	 * the change stands and the call still succeeds (uapi).
+	 */
+	for (i = 0; i < live; i++) {
+		void __user *dst = u64_to_user_ptr(b[i].u.dirty_bitmap);
+		unsigned long left;
+
+		if (!b[i].u.dirty_bitmap)
 			continue;
-		if (copy_to_user(u64_to_user_ptr(b[i].u.dirty_bitmap),
-				 b[i].handoff, b[i].handoff_bytes)) {
-			idx = i;
-			r = -EFAULT;
-		}
+		left = b[i].handoff ? copy_to_user(dst, b[i].handoff,
+						   b[i].handoff_bytes) :
+				      clear_user(dst, b[i].handoff_bytes);
+		if (left)
+			pr_warn_ratelimited(
+				"pid %d: dirty bits of slot %u lost: buffer unmapped during the commit\n",
+				task_tgid_nr(current), b[i].u.slot);
 	}
 out:
 	cmd->error_index = idx;

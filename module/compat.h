@@ -14,6 +14,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/kvm_host.h>
+#include <linux/pagemap.h>
 
 /*
  * Address spaces: 6.1 has the constant KVM_ADDRESS_SPACE_NUM; 6.8+ has a
@@ -60,5 +61,60 @@
 #define kvmas_mmu_write_lock(kvm) spin_lock(&(kvm)->mmu_lock)
 #define kvmas_mmu_write_unlock(kvm) spin_unlock(&(kvm)->mmu_lock)
 #endif
+
+/*
+ * Whether the VM accepts KVM_MEM_READONLY, as check_memory_region_flags()
+ * decides it: 6.12 asks the architecture per VM (x86 defines a macro, the
+ * generic fallback is an inline keyed by a Kconfig symbol); 6.1 has the
+ * arch-wide __KVM_HAVE_READONLY_MEM.
+ */
+#if defined(kvm_arch_has_readonly_mem)
+#define kvmas_has_readonly_mem(kvm) kvm_arch_has_readonly_mem(kvm)
+#elif defined(CONFIG_HAVE_KVM_READONLY_MEM) || defined(__KVM_HAVE_READONLY_MEM)
+#define kvmas_has_readonly_mem(kvm) true
+#else
+#define kvmas_has_readonly_mem(kvm) false
+#endif
+
+/*
+ * What x86's kvm_arch_prepare_memory_region() allocates for a new slot
+ * depends on one-way VM state that KVM flips under slots_arch_lock: rmaps
+ * and write-tracking arrays appear with the first shadow root (and, where
+ * the kernel has it, external write tracking). A batch that drops
+ * slots_arch_lock between preparing and publishing (route A's INVALID
+ * swap) compares this value to know whether its prepared slots are stale.
+ */
+#ifdef CONFIG_X86
+static inline unsigned long kvmas_arch_prepare_epoch(struct kvm *kvm)
+{
+	/* Pairs with smp_store_release() in mmu_first_shadow_root_alloc(). */
+	unsigned long e = smp_load_acquire(&kvm->arch.shadow_root_allocated);
+
+#if defined(KVMAS_HAVE_EXTERNAL_WRITE_TRACKING) && \
+	defined(CONFIG_KVM_EXTERNAL_WRITE_TRACKING)
+	/* Pairs with smp_store_release() in kvm_enable_external_write_tracking(). */
+	e |= (unsigned long)smp_load_acquire(
+		     &kvm->arch.external_write_tracking_enabled)
+	     << 1;
+#endif
+	return e;
+}
+#else
+static inline unsigned long kvmas_arch_prepare_epoch(struct kvm *kvm)
+{
+	return 0;
+}
+#endif
+
+/*
+ * Whether [@p, @p + @len) can be written without a fault, probed without
+ * writing a byte (fault_in_writeable() would store zeros): 0 or -EFAULT.
+ * Commands prove their output buffers this way before they change
+ * anything, so that no copy can fail after a change.
+ */
+static inline int kvmas_probe_writable(void __user *p, size_t len)
+{
+	return len && fault_in_safe_writeable(p, len) ? -EFAULT : 0;
+}
 
 #endif /* KVMAS_COMPAT_H */

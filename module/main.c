@@ -32,10 +32,19 @@ union kvmas_cmd_buffer {
 struct kvmas_ioctl_op {
 	unsigned int size;
 	unsigned int min_size;
+	/* The struct has no out field: nothing is copied back. */
+	bool no_response;
 	/* Copy the struct back even on -E2BIG (it carries the needed size). */
 	bool respond_on_e2big;
 	/* Copy the struct back on any error (it names the failing op). */
 	bool respond_on_error;
+	/*
+	 * A success changes state: the struct is proved writable before the
+	 * command runs, and a success is reported as one even if the copy
+	 * back then fails (another thread unmapped it meanwhile), because an
+	 * error must mean that nothing changed.
+	 */
+	bool changes_state;
 };
 
 static int kvmas_cap_value(unsigned int cap)
@@ -88,28 +97,23 @@ static int kvmas_get_caps(struct kvmas_session *s, struct kvmas_caps *cmd)
 	return 0;
 }
 
-#define KVMAS_OP(_nr, _struct, _last, _e2big)                   \
-	[_nr] = {                                               \
-		.size = sizeof(struct _struct),                 \
-		.min_size = offsetofend(struct _struct, _last), \
-		.respond_on_e2big = _e2big,                     \
-	}
+#define KVMAS_OP(_nr, _struct, _last, ...)                        \
+	[_nr] = { .size = sizeof(struct _struct),                 \
+		  .min_size = offsetofend(struct _struct, _last), \
+		  __VA_ARGS__ }
 
 static const struct kvmas_ioctl_op kvmas_ops[] = {
-	KVMAS_OP(KVMAS_CMD_GET_CAPS, kvmas_caps, __reserved, false),
-	KVMAS_OP(KVMAS_CMD_ATTACH_VM, kvmas_attach_vm, __reserved, false),
-	KVMAS_OP(KVMAS_CMD_GET_VM_INFO, kvmas_vm_info, guest_pages, false),
-	KVMAS_OP(KVMAS_CMD_GET_LAYOUT, kvmas_layout, generation, true),
-	[KVMAS_CMD_COMMIT_BATCH] = {
-		.size = sizeof(struct kvmas_commit_batch),
-		.min_size = offsetofend(struct kvmas_commit_batch, __reserved),
-		.respond_on_error = true,
-	},
-	[KVMAS_CMD_RESET_RING] = {
-		.size = sizeof(struct kvmas_reset_ring),
-		.min_size = offsetofend(struct kvmas_reset_ring, __reserved),
-		.respond_on_error = true,
-	},
+	KVMAS_OP(KVMAS_CMD_GET_CAPS, kvmas_caps, __reserved),
+	/* Changes state, but has no out field to fail on. */
+	KVMAS_OP(KVMAS_CMD_ATTACH_VM, kvmas_attach_vm, __reserved,
+		 .no_response = true),
+	KVMAS_OP(KVMAS_CMD_GET_VM_INFO, kvmas_vm_info, guest_pages),
+	KVMAS_OP(KVMAS_CMD_GET_LAYOUT, kvmas_layout, generation,
+		 .respond_on_e2big = true),
+	KVMAS_OP(KVMAS_CMD_COMMIT_BATCH, kvmas_commit_batch, __reserved,
+		 .respond_on_error = true, .changes_state = true),
+	KVMAS_OP(KVMAS_CMD_RESET_RING, kvmas_reset_ring, __reserved,
+		 .respond_on_error = true, .changes_state = true),
 };
 
 /*
@@ -141,7 +145,7 @@ static long kvmas_struct_ioctl(struct kvmas_session *s, unsigned int nr,
 {
 	const struct kvmas_ioctl_op *op;
 	union kvmas_cmd_buffer buf;
-	u32 usize;
+	u32 usize, len;
 	int ret;
 
 	if (nr >= ARRAY_SIZE(kvmas_ops) || !kvmas_ops[nr].size)
@@ -156,15 +160,26 @@ static long kvmas_struct_ioctl(struct kvmas_session *s, unsigned int nr,
 	ret = copy_struct_from_user(&buf, op->size, uarg, usize);
 	if (ret)
 		return ret;
+	/* The caller's size stays as it was: only known fields go back. */
+	len = min_t(u32, usize, op->size);
+	if (op->changes_state && kvmas_probe_writable(uarg, len))
+		return -EFAULT;
 
 	ret = kvmas_execute(s, nr, &buf);
-	if (ret && !(ret == -E2BIG && op->respond_on_e2big) &&
-	    !op->respond_on_error)
+	if (op->no_response ||
+	    (ret && !(ret == -E2BIG && op->respond_on_e2big) &&
+	     !op->respond_on_error))
 		return ret;
 
-	/* The caller's size stays as it was: only known fields go back. */
-	if (copy_to_user(uarg, &buf, min_t(u32, usize, op->size)))
+	if (copy_to_user(uarg, &buf, len)) {
+		if (!ret && op->changes_state) {
+			pr_warn_ratelimited(
+				"pid %d: command %u done, its result lost: struct unmapped during the call\n",
+				task_tgid_nr(current), nr);
+			return 0;
+		}
 		return -EFAULT;
+	}
 	return ret;
 }
 

@@ -185,7 +185,7 @@ static void kvmas_ring_walk(struct kvm *kvm, struct kvm_dirty_ring *ring,
 	u32 slot, last_slot = 0;
 	u64 offset;
 
-	cap = min3(w->want, w->budget, ring->size);
+	cap = min(w->budget, ring->size);
 	/*
 	 * The vCPU increments dirty_index after publishing an entry; an
 	 * untorn snapshot bounds the walk to entries KVM pushed. No ordering
@@ -194,13 +194,25 @@ static void kvmas_ring_walk(struct kvm *kvm, struct kvm_dirty_ring *ring,
 	 */
 	prod = READ_ONCE(ring->dirty_index);
 
-	w->reason = 0;
-	while (idx - start < cap) {
+	/*
+	 * At each index the stop reasons are tested in the uapi's order of
+	 * precedence: the caller's boundary, the producer, the call's bound
+	 * (or one lap), a signal, then the entry itself.
+	 */
+	for (;;) {
+		if (idx - start == w->want) {
+			w->reason = KVMAS_RING_STOP_BOUNDARY;
+			break;
+		}
 		if (idx == prod && !(w->wait_producer &&
 				     kvmas_producer_moved(ring, idx, &prod))) {
 			w->reason = w->producer_is_boundary ?
 					    KVMAS_RING_STOP_BOUNDARY :
 					    KVMAS_RING_STOP_PRODUCER;
+			break;
+		}
+		if (idx - start == cap) {
+			w->reason = KVMAS_RING_STOP_BOUND;
 			break;
 		}
 		if (kvmas_walk_signalled(w)) {
@@ -260,9 +272,6 @@ static void kvmas_ring_walk(struct kvm *kvm, struct kvm_dirty_ring *ring,
 	}
 
 	w->reset = idx - start;
-	if (!w->reason)
-		w->reason = w->reset == w->want ? KVMAS_RING_STOP_BOUNDARY :
-						  KVMAS_RING_STOP_BOUND;
 	w->budget -= w->reset;
 
 	/*
@@ -477,6 +486,11 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 	r = kvmas_ring_copy_in(cmd, v);
 	if (r)
 		goto out;
+	/* Outputs go back after rings changed: no copy may fail then. */
+	r = kvmas_probe_writable(u64_to_user_ptr(cmd->vcpus),
+				 (size_t)cmd->nr_vcpus * cmd->vcpu_size);
+	if (r)
+		goto out;
 	seen = kvmas_ring_seen(s);
 	if (!seen) {
 		r = -ENOMEM;
@@ -541,7 +555,15 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 		if (marks[i].walked)
 			WRITE_ONCE(seen[marks[i].vcpu_idx],
 				   marks[i].reset_index | KVMAS_SEEN_VALID);
-	r = kvmas_ring_copy_out(cmd, v);
+	/*
+	 * Probed writable above: only another thread of the caller unmapping
+	 * the array meanwhile makes this fail, and the resets stand.
+	 */
+	if (kvmas_ring_copy_out(cmd, v))
+		pr_warn_ratelimited(
+			"pid %d: ring reset done, its report lost: array unmapped during the call\n",
+			task_tgid_nr(current));
+	r = 0;
 	if (cmd->total_reset) {
 		atomic64_inc(&kvmas_stats.ring_reset_calls);
 		atomic64_add(cmd->total_reset, &kvmas_stats.ring_entries_reset);

@@ -8,6 +8,8 @@
  * a pass dirties exactly the stripe, so what a ring must report is known.
  */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <sched.h>
 #include <time.h>
 
@@ -218,6 +220,235 @@ TEST(boundary_and_reprotect)
 
 	kvmas_close(kv);
 	rv_destroy(&r);
+}
+
+/*
+ * The uapi's order of stop reasons, one pair at a time: every pair that can
+ * hold at the same index is set up so that both do, and the one the header
+ * ranks first must be reported.
+ */
+TEST(stop_precedence)
+{
+	struct kvmas_ring_vcpu v;
+	struct kvmas_reset_ring c;
+	struct kvmas_ring kr;
+	struct ringvm r;
+	struct kvmas *kv;
+
+	kv = one_vcpu(&r, 1024, 32, &kr);
+	ASSERT_NE(NULL, kv);
+	ASSERT_EQ(0, rv_run_pass(&r, 0)); /* pushes 0..31 */
+	ASSERT_EQ(32, collect(&kr, 0));
+
+	/* BOUNDARY over BOUND: max_entries ends exactly at the boundary. */
+	ASSERT_EQ(0, reset_one(kv, 0, 8, 0, 8, &v, &c));
+	EXPECT_EQ(8, v.reset);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
+	/* PRODUCER over BOUND: max_entries ends exactly at the producer. */
+	ASSERT_EQ(0, reset_one(kv, 0, 100, 0, 24, &v, &c));
+	EXPECT_EQ(24, v.reset);
+	EXPECT_EQ(32, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_PRODUCER, v.stop_reason);
+
+	ASSERT_EQ(0, rv_run_pass(&r, 0)); /* 32..63 */
+	ASSERT_EQ(16, collect(&kr, 16)); /* 32..47 collected, 48.. dirty */
+	/* BOUNDARY over NOT_COLLECTED: the entry at the boundary is dirty. */
+	ASSERT_EQ(0, reset_one(kv, 0, 48, 0, 0, &v, &c));
+	EXPECT_EQ(16, v.reset);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
+	/* NOT_COLLECTED is found before a producer the boundary lies past. */
+	ASSERT_EQ(0, reset_one(kv, 0, 100, 0, 0, &v, &c));
+	EXPECT_EQ(0, v.reset);
+	EXPECT_EQ(48, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_NOT_COLLECTED, v.stop_reason);
+	/* BOUND over NOT_COLLECTED: the bound ends in front of a dirty entry. */
+	ASSERT_EQ(8, collect(&kr, 8)); /* 48..55 */
+	ASSERT_EQ(0, reset_one(kv, 0, 100, 0, 8, &v, &c));
+	EXPECT_EQ(8, v.reset);
+	EXPECT_EQ(56, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUND, v.stop_reason);
+	/* BOUNDARY over PRODUCER: the boundary is the producer. */
+	ASSERT_EQ(8, collect(&kr, 0));
+	ASSERT_EQ(0, reset_one(kv, 0, 64, 0, 0, &v, &c));
+	EXPECT_EQ(8, v.reset);
+	EXPECT_EQ(64, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
+
+	ASSERT_EQ(0, rv_run_pass(&r, 0)); /* 64..95 */
+	ASSERT_EQ(32, collect(&kr, 0));
+	r.ring[0][68].slot = 0x7fff; /* names no page */
+	/* BOUND over INVALID: the bound ends in front of a garbage entry. */
+	ASSERT_EQ(0, reset_one(kv, 0, 96, KVMAS_RING_RESET_STOP_INVALID, 4, &v,
+			       &c));
+	EXPECT_EQ(4, v.reset);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUND, v.stop_reason);
+	ASSERT_EQ(0, reset_one(kv, 0, 96, KVMAS_RING_RESET_STOP_INVALID, 0, &v,
+			       &c));
+	EXPECT_EQ(0, v.reset);
+	EXPECT_EQ(68, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_INVALID, v.stop_reason);
+	/*
+	 * ALL_COLLECTED: the producer is the boundary, and a bound ending
+	 * there loses to it.
+	 */
+	ASSERT_EQ(0, reset_one(kv, 0, 0, KVMAS_RING_RESET_ALL_COLLECTED, 28, &v,
+			       &c));
+	EXPECT_EQ(28, v.reset);
+	EXPECT_EQ(1, v.invalid);
+	EXPECT_EQ(96, v.reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v.stop_reason);
+	kvmas_close(kv);
+	rv_destroy(&r);
+}
+
+/*
+ * vCPUs after the one whose walk used up the call's max_entries are not
+ * walked and report BOUND with nothing reset; the one that used it up
+ * exactly at its boundary reports BOUNDARY.
+ */
+TEST(bound_ends_the_call)
+{
+	struct kvmas_ring_vcpu v[2];
+	struct kvmas_reset_ring c = { .size = sizeof(c) };
+	struct kvmas_ring kr[2];
+	struct ringvm r;
+	struct kvmas *kv;
+	int i;
+
+	ASSERT_EQ(0, rv_create(&r, 2, 1024, 10));
+	kv = attach(r.vm);
+	ASSERT_NE(NULL, kv);
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, rv_run_pass(&r, i));
+		rv_ring(&r, i, &kr[i]);
+		ASSERT_EQ(10, collect(&kr[i], 0));
+	}
+	memset(v, 0, sizeof(v));
+	v[0].boundary = 10;
+	v[1] = (struct kvmas_ring_vcpu){ .vcpu_id = 1, .boundary = 10 };
+	c.nr_vcpus = 2;
+	c.vcpu_size = sizeof(v[0]);
+	c.vcpus = (uintptr_t)v;
+	c.max_entries = 10;
+	ASSERT_EQ(0, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+	EXPECT_EQ(10, v[0].reset);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUNDARY, v[0].stop_reason);
+	EXPECT_EQ(0, v[1].reset);
+	EXPECT_EQ(0, v[1].reset_index);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUND, v[1].stop_reason);
+	EXPECT_EQ(10, c.total_reset);
+	/* Now vCPU 1 alone, bounded in the middle. */
+	v[0] = (struct kvmas_ring_vcpu){ .vcpu_id = 1, .boundary = 10 };
+	c.nr_vcpus = 1;
+	c.max_entries = 4;
+	ASSERT_EQ(0, sys_ret(ioctl(kvmas_fd(kv), KVMAS_RESET_RING, &c)));
+	EXPECT_EQ(4, v[0].reset);
+	EXPECT_EQ(KVMAS_RING_STOP_BOUND, v[0].stop_reason);
+	kvmas_close(kv);
+	rv_destroy(&r);
+}
+
+static volatile sig_atomic_t sig_seen;
+static void on_alarm(int sig)
+{
+	sig_seen++;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000ULL + ts.tv_nsec / 1000;
+}
+
+FIXTURE(sig){};
+FIXTURE_SETUP(sig)
+{
+}
+FIXTURE_TEARDOWN(sig)
+{
+}
+
+/*
+ * SIGNAL: a one-shot timer fires at a point inside a walk over 8,192
+ * collected entries (its delay drawn over the length of an undisturbed
+ * walk, measured first). A signal stop is a partial result (return 0, the
+ * entries before it reset, nothing after it touched), and the next call
+ * goes on from there. The reasons that outrank SIGNAL win where they hold:
+ * a boundary at the reset index (BOUNDARY) and a boundary past a ring with
+ * nothing left (PRODUCER) are never reported as SIGNAL while signals fly.
+ * Where no signal lands inside a walk, the test says SKIP.
+ */
+TEST_F_TIMEOUT(sig, stop_signal, 300)
+{
+	struct sigaction sa = { .sa_handler = on_alarm };
+	unsigned int round, signal_stops = 0, bad = 0, calls = 0;
+	struct itimerval it = {};
+	struct kvmas_ring_vcpu v;
+	struct kvmas_reset_ring c;
+	struct kvmas_ring kr;
+	uint64_t walk_us = 0, t0;
+	unsigned int stops0;
+	struct ringvm r;
+	struct kvmas *kv;
+	uint32_t done;
+
+	ASSERT_EQ(0, sigaction(SIGALRM, &sa, NULL));
+	kv = one_vcpu(&r, 16384, 8192, &kr);
+	ASSERT_NE(NULL, kv);
+	for (round = 0; round < 24 && signal_stops < 8; round++) {
+		ASSERT_EQ(0, rv_run_pass(&r, 0));
+		ASSERT_EQ(8192, collect(&kr, 0));
+		done = kr.fetch - 8192;
+		if (round) {
+			/* Somewhere inside the walk (at least 20 us in). */
+			it.it_value.tv_usec =
+				20 + (rand() % (walk_us * 3 / 4 + 1));
+			ASSERT_EQ(0, setitimer(ITIMER_REAL, &it, NULL));
+		}
+		t0 = now_us();
+		stops0 = calls;
+		while (done != kr.fetch && calls < 100000) {
+			calls++;
+			if (reset_one(kv, 0, kr.fetch, 0, 0, &v, &c)) {
+				bad++;
+				break;
+			}
+			if (v.reset_index != done + v.reset)
+				bad++;
+			done = v.reset_index;
+			if (v.stop_reason == KVMAS_RING_STOP_SIGNAL)
+				signal_stops++;
+			else if (v.stop_reason != KVMAS_RING_STOP_BOUNDARY)
+				bad++;
+			/* Outranks SIGNAL: a boundary at the reset index. */
+			if (reset_one(kv, 0, done, 0, 0, &v, &c) ||
+			    v.stop_reason != KVMAS_RING_STOP_BOUNDARY ||
+			    v.reset)
+				bad++;
+		}
+		/* The shortest undisturbed walk bounds the next delays. */
+		if (calls == stops0 + 1 &&
+		    (!walk_us || now_us() - t0 < walk_us))
+			walk_us = now_us() - t0;
+		/* Outranks SIGNAL: a boundary past a ring with nothing left. */
+		if (reset_one(kv, 0, kr.fetch + 5, 0, 0, &v, &c) ||
+		    v.stop_reason != KVMAS_RING_STOP_PRODUCER)
+			bad++;
+		EXPECT_EQ(kr.fetch, done);
+		/* A timer that has not fired yet must not hit the next pass. */
+		memset(&it, 0, sizeof(it));
+		setitimer(ITIMER_REAL, &it, NULL);
+	}
+	EXPECT_EQ(0, bad);
+	TH_LOG("%u rounds, %u calls, %u signal stops, %d signals, walk %llu us",
+	       round, calls, signal_stops, (int)sig_seen,
+	       (unsigned long long)walk_us);
+	kvmas_close(kv);
+	rv_destroy(&r);
+	if (!signal_stops)
+		SKIP(return, "no signal landed inside a walk");
 }
 
 /*

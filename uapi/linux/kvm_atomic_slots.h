@@ -31,6 +31,31 @@
  * A size below the first version of a struct is EINVAL. Unknown flags and
  * non-zero reserved fields are EINVAL. Unknown commands are ENOTTY.
  *
+ * Errors and changes
+ * ------------------
+ * Every command obeys one rule: an error return means that nothing changed,
+ * and a success means that everything the command describes happened.
+ * "Nothing" covers the VM's memslots, KVM's memslot generation, dirty-ring
+ * indices and entries, and the caller's memory: a command writes only its
+ * documented out fields and buffers, and writes them only on success unless
+ * its text says otherwise (error_index, E2BIG's needed size). Every user
+ * buffer a state-changing command will write (its own struct, hand-off
+ * bitmaps, the ring-reset array) is proved writable, without writing to it,
+ * before the first change, so no copy can fail after one: a read-only,
+ * unmapped or partly mapped buffer fails the call with EFAULT and nothing
+ * changed. Only if another thread of the caller unmaps or write-protects a
+ * buffer while the call runs can an output be lost; the call then still
+ * returns success, because the change was made (and logs one rate-limited
+ * line). KVMAS_BATCH_VALIDATE_ONLY is a state-changing command that changes
+ * nothing: it writes only its struct's out fields.
+ *
+ * Where KVMAS_COMMIT_BATCH does what a stock KVM_SET_USER_MEMORY_REGION(2)
+ * call (or a sequence of them) would do, it answers as stock KVM would: the
+ * same success or errno, the same final layout. The deliberate differences
+ * are listed under "Differences from stock KVM" below; tests/oracle_test.c
+ * checks every rule of this paragraph against a twin VM driven with stock
+ * ioctls.
+ *
  * The ioctl numbers do not encode the struct size (_IO), on purpose: the
  * size travels in the struct.
  */
@@ -261,11 +286,19 @@ struct kvmas_layout {
  * space in one call, atomically for vCPUs:
  *
  *  - Validation first, nothing changed before it passes: every op is checked
- *    at least as strictly as KVM_SET_USER_MEMORY_REGION would check it
- *    (flags, alignment, slot id range, address space, sizes, overflow), and
- *    overlaps are checked against the FINAL layout of the address space,
- *    KVM-internal slots included, not against intermediate states. A failure
- *    returns the errno and @error_index names the op (-1: not op-specific).
+ *    with the checks KVM_SET_USER_MEMORY_REGION makes, in its order and with
+ *    its errno (flags, alignment, slot id range, address space, sizes,
+ *    overflow: EINVAL), and overlaps are checked against the FINAL layout of
+ *    the address space, KVM-internal slots included, not against
+ *    intermediate states (EEXIST). A failure returns the errno and
+ *    @error_index names the op (-1: not op-specific).
+ *  - What stock treats as "nothing to change" is a no-op here too: a
+ *    SET_FLAGS with the slot's current flags, a MOVE to the slot's current
+ *    gpa with its current flags. Such an op succeeds and does nothing; a
+ *    batch made only of them returns 0 with @route KVMAS_ROUTE_NONE, 0 grace
+ *    periods and KVM's generation unchanged. A MOVE to the current gpa that
+ *    toggles KVM_MEM_LOG_DIRTY_PAGES is the flags change it is in stock, and
+ *    a MOVE may toggle that flag while it moves (as in stock).
  *  - Atomic for vCPUs: a guest-physical address mapped both before and after
  *    the batch never appears unmapped to a vCPU. Removed and resized ranges
  *    are first published as "invalid" (x86 vCPUs faulting there retry
@@ -283,8 +316,15 @@ struct kvmas_layout {
  *    if anything is removed, moved or replaced, one otherwise.
  *    Either way the count is constant in the number of ops and reported in
  *    @grace_periods.
- *  - All-or-nothing: if preparing any op fails (e.g. -ENOMEM), everything is
- *    rolled back and the layout is exactly as before.
+ *  - All-or-nothing: every op is prepared (KVM's arch hook, allocations)
+ *    before anything is published; if one fails (e.g. ENOMEM, or EINVAL for
+ *    a gpa beyond what the MMU can map) the call returns its errno with the
+ *    layout and KVM's generation exactly as before. One exception, on the
+ *    invalidate route only: if the VM gets its first shadow page-table root
+ *    between the INVALID swap and the final one (a nested guest starting,
+ *    or a shadow-paging guest enabling paging), the new slots are prepared
+ *    again, and if that second allocation fails the old slots are published
+ *    again: the layout is as before, the generation advanced by two swaps.
  *  - Dirty bits: when a slot with a dirty bitmap (dirty logging without the
  *    ring) is deleted or replaced, the bits it holds at the commit point are
  *    ORed into every slot created by the same batch that covers the same
@@ -299,6 +339,33 @@ struct kvmas_layout {
  *  - Serialisation: a batch holds the VM's slots_lock from validation to the
  *    end, like every stock memslot and dirty-log ioctl.
  *  - guest_memfd slots are neither created nor touched (EOPNOTSUPP).
+ *
+ * Differences from stock KVM (deliberate; each is checked by the oracle):
+ *  D1 Typed ops. CREATE of an id in use is EEXIST (stock's call would modify
+ *     that slot); MOVE, SET_FLAGS and REPLACE of an id not in use are ENOENT
+ *     (stock's call would create one). Both only once the op's fields passed
+ *     stock's checks, which come first. DELETE of an id not in use is EINVAL,
+ *     as in stock.
+ *  D2 Fields an op does not use must be 0 (EINVAL): a DELETE carries no gpa,
+ *     size, hva or flags, a SET_FLAGS no gpa, size or hva (stock checks and
+ *     then ignores what a delete carries).
+ *  D3 Final-layout validation: a batch is checked as one step, so it may do
+ *     what no stock order can (two slots exchange their ranges), and its ops
+ *     may come in any order. Where the stock sequence of the ops succeeds,
+ *     the batch succeeds with the same layout (REPLACE = DELETE + CREATE of
+ *     the same id); where the batch fails, nothing changed.
+ *  D4 One address space per batch, one op per slot id, at most
+ *     KVMAS_MAX_BATCH_OPS ops (EINVAL, EINVAL, EMSGSIZE).
+ *  D5 Generation: KVM advances a memslot generation by the number of
+ *     address spaces per swap. Stock takes one swap per CREATE or flags
+ *     change and two per DELETE or MOVE; a batch takes @grace_periods swaps
+ *     (1, or 2 on the invalidate route when it removes something) for all of
+ *     its ops, and none if every op is a no-op.
+ *  D6 Dirty bits of removed slots are handed over (above); stock drops them.
+ *  D7 guest_memfd slots: EOPNOTSUPP.
+ *  D8 Errors leave KVM's generation untouched (with the exception above),
+ *     where a stock DELETE or MOVE whose prepare fails has already published
+ *     and withdrawn an INVALID slot (two swaps).
  */
 #define KVMAS_MAX_BATCH_OPS 512
 
@@ -333,7 +400,8 @@ struct kvmas_batch_op {
 						 * where the fence route is allowed */
 
 /* kvmas_commit_batch.route */
-#define KVMAS_ROUTE_NONE	0	/* nothing was published */
+#define KVMAS_ROUTE_NONE	0	/* no route chosen: the batch failed validation,
+					 * or every op is a no-op */
 #define KVMAS_ROUTE_INVALIDATE	1	/* INVALID stand-ins, then the layout */
 #define KVMAS_ROUTE_FENCE	2	/* fence + unmap, one swap */
 
@@ -348,13 +416,18 @@ struct kvmas_batch_op {
  * @error_index:   out: the op that made the batch fail, or -1
  * @grace_periods: out: SRCU grace periods the commit waited for
  * @dirty_pages:   out: dirty bits found in removed slots (handed back)
- * @route:         out: KVMAS_ROUTE_* the commit took (or would take)
+ * @route:         out: KVMAS_ROUTE_* the commit took, or would have taken
+ *                 (dry run, or an error from KVM's prepare step: nothing
+ *                 was published then, whatever the route)
  * @__reserved32, @__reserved: must be 0
  * Errors: ENOTCONN/EPERM/EIO as every VM command; EOPNOTSUPP if the
- * capability is absent; EINVAL, EEXIST (overlap in the final layout),
- * ENOENT (no such slot), EOPNOTSUPP (guest_memfd), EMSGSIZE (too many ops),
- * EFAULT (@ops or a dirty_bitmap buffer), ENOMEM or an arch error from
- * preparing a slot (everything rolled back).
+ * capability is absent; EINVAL, EEXIST (overlap in the final layout, or
+ * CREATE of an id in use), ENOENT (MOVE/SET_FLAGS/REPLACE of an id not in
+ * use), EOPNOTSUPP (guest_memfd), EMSGSIZE (too many ops),
+ * EFAULT (this struct, @ops or a dirty_bitmap buffer: checked before
+ * anything changes), ENOMEM or an arch error from preparing a slot
+ * (nothing changed). With KVMAS_BATCH_VALIDATE_ONLY the hand-off buffers are
+ * checked but not written.
  */
 struct kvmas_commit_batch {
 	__u32 size;
@@ -417,10 +490,28 @@ struct kvmas_commit_batch {
  * ioctls are neither blocked nor blocking. With KVMAS_RING_RESET_SERIAL the
  * call holds slots_lock instead.
  *
- * Stop reasons, per vCPU (the first that applies; @reset_index tells where):
+ * Stop reasons, per vCPU. The walk stops at the first index where one
+ * applies, and @reset_index is that index. When several apply at that
+ * index, the one reported is the first in this order of precedence:
+ *   1. BOUNDARY       the caller's boundary is reached (with
+ *                     KVMAS_RING_RESET_ALL_COLLECTED there is no boundary and
+ *                     KVM's producer index, as read when the walk starts, is
+ *                     it: reaching it is BOUNDARY, and PRODUCER is never
+ *                     reported);
+ *   2. PRODUCER       KVM's producer index is reached before the boundary;
+ *   3. BOUND          one lap, or the call's @max_entries, is used up;
+ *   4. SIGNAL         a signal is pending;
+ *   5. NOT_COLLECTED  the entry there lacks KVM_DIRTY_GFN_F_RESET;
+ *   6. INVALID        the entry names no guest page (only with
+ *                     KVMAS_RING_RESET_STOP_INVALID).
+ * So a boundary ahead of the producer gives PRODUCER only if every entry up
+ * to the producer was collected, and NOT_COLLECTED at the first one that was
+ * not. vCPUs after the one whose walk ended the call (a signal, or
+ * @max_entries used up) are not walked: they report that same reason (SIGNAL
+ * or BOUND) with @reset 0.
  */
 enum kvmas_ring_stop {
-	KVMAS_RING_STOP_NONE = 0,		/* not walked (the call stopped earlier) */
+	KVMAS_RING_STOP_NONE = 0,		/* never reported (0 = not set) */
 	KVMAS_RING_STOP_BOUNDARY = 1,		/* reached @boundary (or it lies behind
 						 * the reset index: nothing to do) */
 	KVMAS_RING_STOP_NOT_COLLECTED = 2,	/* next entry lacks KVM_DIRTY_GFN_F_RESET */
@@ -488,7 +579,8 @@ struct kvmas_ring_vcpu {
  * EPERM/EIO as every VM command; EOPNOTSUPP if the capability is absent;
  * ENXIO if the VM has no dirty ring (every entry reports NO_RING); ENOENT if
  * a vCPU id does not exist (@error_index names it); EINVAL (flags, reserved
- * fields, sizes, @nr_vcpus 0); EMSGSIZE (too many vCPUs); EFAULT (@vcpus).
+ * fields, sizes, @nr_vcpus 0); EMSGSIZE (too many vCPUs); EFAULT (@vcpus, or
+ * this struct, not readable and writable: checked before any ring changes).
  * A pending signal is not an error: see KVMAS_RING_STOP_SIGNAL.
  */
 struct kvmas_reset_ring {
