@@ -513,6 +513,21 @@ static void kvmas_pre_unpatch(struct klp_object *obj)
 	pr_info("livepatch disabling: KVM internals withdrawn, rmmod possible once done\n");
 }
 
+/*
+ * Also run at the end of a *reversed* patching transition: an operator who
+ * disables the patch before its first transition finished (within about a
+ * second of modprobe) gets the transition reversed, and the livepatch core
+ * then skips pre_unpatch but runs post_unpatch. The features go either way;
+ * here nothing can be in flight any more that pre_unpatch would not have
+ * waited for (set_features takes the rwsem for write all the same).
+ */
+static void kvmas_post_unpatch(struct klp_object *obj)
+{
+	kvmas_set_features(0);
+	/* Pairs with READ_ONCE() in kvmas_hardened_reset_active(). */
+	WRITE_ONCE(kvmas_hardened_active, false);
+}
+
 static struct klp_func kvmas_klp_funcs[] = {
 	{
 		.old_name = "kvm_dirty_ring_reset",
@@ -528,6 +543,7 @@ static struct klp_object kvmas_klp_objs[] = {
 		.callbacks = {
 			.post_patch = kvmas_post_patch,
 			.pre_unpatch = kvmas_pre_unpatch,
+			.post_unpatch = kvmas_post_unpatch,
 		},
 	},
 	{ }
