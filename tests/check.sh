@@ -113,6 +113,8 @@ for lane in $lanes; do
 	# Boot 1: every suite, single-threaded TCG (deterministic vCPU
 	# interleaving; see tests/vm/run.sh --tcg-thread).
 	boot_suites "$ko" "KVMAS_KERNEL_IBT=$ibt ./run-all.sh" "$ABI" single
+	# `kvmas --json` as the guest printed it, re-parsed by python3 here.
+	host_suite "$ABI-json" "$top/tests/json-check.sh" "$out/logs/$ABI.log"
 	# Boot 2: the races that need truly parallel vCPUs.
 	boot_suites "$ko" ./race-all.sh "$ABI-mttcg" multi
 	# Boot 3: batch commits under shadow paging (kvm_amd npt=0).

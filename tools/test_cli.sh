@@ -90,6 +90,36 @@ else
 	fail=$((fail + 1)); echo "not ok $n - help documents --json"
 fi
 
+# The bash completion offers every command of `kvmas help` and the options.
+comp=$(dirname "$0")/kvmas.bash-completion
+complete_words() {	# the words completed for a command line ending in a space or a prefix
+	bash -c '. "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1));
+		_kvmas; printf "%s\n" "${COMPREPLY[@]}"' sh "$comp" "$@"
+}
+if ! command -v bash >/dev/null 2>&1 || [ ! -f "$comp" ]; then
+	skip "bash completion" "no bash or no $comp"
+else
+	n=$((n + 1))
+	words=$(complete_words kvmas "")
+	missing=
+	for c in $("$KVMAS" help | sed -n 's/^  \([a-z]\{1,\}\).*/\1/p') --json; do
+		printf '%s\n' "$words" | grep -qx -- "$c" || missing="$missing $c"
+	done
+	if [ -z "$missing" ]; then
+		pass=$((pass + 1)); echo "ok $n - completion offers every command"
+	else
+		fail=$((fail + 1)); echo "not ok $n - completion lacks:$missing"
+	fi
+	n=$((n + 1))
+	if [ "$(complete_words kvmas monitor --c)" = "--count" ] &&
+	   [ "$(complete_words kvmas --json sta)" = "stats" ] &&
+	   [ -z "$(complete_words kvmas monitor --count "")" ]; then
+		pass=$((pass + 1)); echo "ok $n - completion of options and after --json"
+	else
+		fail=$((fail + 1)); echo "not ok $n - completion of options and after --json"
+	fi
+fi
+
 # The family name comes from the uapi header; the wording is what matters.
 notloaded="module not loaded (no generic netlink family "
 if [ -d /sys/module/kvm_atomic_slots ]; then
