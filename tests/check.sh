@@ -80,6 +80,9 @@ host_suite libkvmas make -s -C "$top/lib" test
 host_suite kvmas-cli make -s -C "$top/tools" test
 host_suite klp-convert make -s -C "$top/tools/klp-convert" test
 host_suite install "$top/tests/install-check.sh"
+# The Debian packages built, lintian-clean, installed into a fresh bookworm
+# root (DKMS builds there against the first lane's headers) and purged.
+KVMAS_PKG_LANE=${lanes%% *} host_suite packages "$top/tests/pkg-check.sh"
 for lane in $lanes; do
 	say "lane $lane"
 	use_lane "$lane"
