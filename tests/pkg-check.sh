@@ -201,6 +201,13 @@ for m in man1/kvmas.1 man3/libkvmas.3 man3/kvmas_batch.3 man3/kvmas_ring.3 \
 	man3/kvmas_session.3 man4/kvm_atomic_slots.4; do
 	t "man page $m.gz" test -f "$root/usr/share/man/$m.gz"
 done
+# Every exported function has a page (the call-group pages, linked).
+nopage=
+for f in $(sed -n 's/^[[:space:]]*\(kvmas_[a-z0-9_]*\);/\1/p' "$top/lib/libkvmas.map"); do
+	[ -e "$root/usr/share/man/man3/$f.3.gz" ] || nopage="$nopage $f"
+done
+t "man 3 page for every function of libkvmas.map" test -z "$nopage" ||
+	echo "# no page:$nopage"
 libs=$(in_root pkg-config --libs kvmas 2>>"$log" | xargs)
 t "pkg-config --libs kvmas: $libs" test "$libs" = "-lkvmas"
 cat >"$root/tmp/t.c" <<'EOF'
