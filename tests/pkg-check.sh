@@ -154,8 +154,9 @@ if [ ! -f "$tarball" ]; then
 		--customize-hook='chroot "$1" sh -c "apt-get install -y --no-install-recommends /tmp/hdr/*.deb && rm -rf /tmp/hdr"' \
 		bookworm "$tmptar" "${mirrors[@]}"; then
 		mv "$tmptar" "$tarball"
-		# Older roots are stale (security updates): keep only this one.
-		find "$rootdir" -maxdepth 1 -name 'bookworm-*.tar' ! -path "$tarball" -delete
+		# Roots of other days are stale (security updates).
+		find "$rootdir" -maxdepth 1 -name 'bookworm-*.tar' \
+			! -name "bookworm-$(date -u +%Y%m%d)-*" -delete
 	fi
 	rm -rf "$hookdir" "$tmptar"
 fi
@@ -184,7 +185,13 @@ t "module installed under /lib/modules/$ABI/updates/dkms" \
 vm=$(in_root modinfo -F vermagic "/$ko" 2>>"$log")
 t "vermagic is $ABI ($vm)" grep -q "^$ABI " <<<"$vm"
 # The DKMS build path of the package made the livepatch relocations too.
-built=$root/var/lib/dkms/kvm-atomic-slots/$version/$ABI/x86_64/module/kvm_atomic_slots.ko
+# DKMS keeps the module as the kernel compresses its own (6.12: .ko.xz).
+built=$(find "$root/var/lib/dkms/kvm-atomic-slots/$version/$ABI" -name 'kvm_atomic_slots.ko*' |
+	head -n 1)
+case $built in
+*.xz) xz -dc "$built" >"$pkg/dkms.ko" && built=$pkg/dkms.ko ;;
+*.zst) zstd -qdc "$built" >"$pkg/dkms.ko" && built=$pkg/dkms.ko ;;
+esac
 if grep -qs '^CONFIG_LIVEPATCH=y' "$root/usr/src/linux-headers-$ABI/.config"; then
 	make -s -C "$top/tools/klp-convert" klp-convert >>"$log" 2>&1
 	t "klp-convert --check on the DKMS-built module" logged \
