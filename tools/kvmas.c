@@ -115,10 +115,10 @@ static int cmd_caps(int argc, char **argv)
 		return 1;
 	}
 
-	if (json)
+	if (json) {
 		printf("{\"api_version\": %u, \"nr_caps\": %u, \"caps\": {",
 		       caps.api_version, caps.nr_caps);
-	else {
+	} else {
 		printf("%-22s %u\n", "api_version", caps.api_version);
 		printf("%-22s %u\n", "nr_caps", caps.nr_caps);
 	}
