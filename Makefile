@@ -14,6 +14,11 @@ DESTDIR ?=
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 DKMS_SRC := $(DESTDIR)/usr/src/kvm-atomic-slots-$(VERSION)
 UDEV_DIR ?= /lib/udev/rules.d
+MANDIR ?= $(PREFIX)/share/man
+MAN1 := man/kvmas.1
+MAN3 := man/libkvmas.3 man/kvmas_session.3 man/kvmas_batch.3 man/kvmas_ring.3
+MAN4 := man/kvm_atomic_slots.4
+MAN8 := man/libkvmas-preload.8
 
 all: module lib tools
 
@@ -54,7 +59,24 @@ dkms-install:
 		dkms install -m kvm-atomic-slots -v $(VERSION); \
 	fi
 
-install: dkms-install lib tools
+# The preload shim's page only goes where the shim itself was built.
+install-man:
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+		$(DESTDIR)$(MANDIR)/man4
+	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/
+	install -m 0644 $(MAN4) $(DESTDIR)$(MANDIR)/man4/
+	if [ -e lib/libkvmas-preload.so ]; then \
+		install -D -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/$(notdir $(MAN8)); \
+	fi
+
+uninstall-man:
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man3/,$(notdir $(MAN3))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man4/,$(notdir $(MAN4))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8)))
+
+install: dkms-install lib tools install-man
 	install -D -m 0644 udev/60-kvm-atomic-slots.rules \
 		$(DESTDIR)$(UDEV_DIR)/60-kvm-atomic-slots.rules
 	$(MAKE) -C lib install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
@@ -64,12 +86,15 @@ install: dkms-install lib tools
 		ldconfig 2>/dev/null || true; \
 	fi
 
-uninstall:
-	-dkms remove -m kvm-atomic-slots -v $(VERSION) --all
+# Undoes install; DKMS is only asked when installing for real (no DESTDIR).
+uninstall: uninstall-man
+	if [ -z "$(DESTDIR)" ]; then \
+		dkms remove -m kvm-atomic-slots -v $(VERSION) --all || true; \
+	fi
 	rm -rf $(DKMS_SRC)
 	rm -f $(DESTDIR)$(UDEV_DIR)/60-kvm-atomic-slots.rules
-	-$(MAKE) -C lib uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
-	-$(MAKE) -C tools uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(MAKE) -C lib uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	$(MAKE) -C tools uninstall PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
 
 clean:
 	rm -rf build
@@ -78,4 +103,4 @@ clean:
 	$(MAKE) -C tests clean
 
 .PHONY: all module module-clean lib tools tests check demo dkms-install \
-	install uninstall clean
+	install install-man uninstall uninstall-man clean

@@ -79,6 +79,10 @@ boot_suites() {
 host_suite libkvmas make -s -C "$top/lib" test
 host_suite kvmas-cli make -s -C "$top/tools" test
 host_suite klp-convert make -s -C "$top/tools/klp-convert" test
+host_suite install "$top/tests/install-check.sh"
+# The Debian packages built, lintian-clean, installed into a fresh bookworm
+# root (DKMS builds there against the first lane's headers) and purged.
+KVMAS_PKG_LANE=${lanes%% *} host_suite packages "$top/tests/pkg-check.sh"
 for lane in $lanes; do
 	say "lane $lane"
 	use_lane "$lane"
@@ -113,6 +117,8 @@ for lane in $lanes; do
 	# Boot 1: every suite, single-threaded TCG (deterministic vCPU
 	# interleaving; see tests/vm/run.sh --tcg-thread).
 	boot_suites "$ko" "KVMAS_KERNEL_IBT=$ibt ./run-all.sh" "$ABI" single
+	# `kvmas --json` as the guest printed it, re-parsed by python3 here.
+	host_suite "$ABI-json" "$top/tests/json-check.sh" "$out/logs/$ABI.log"
 	# Boot 2: the races that need truly parallel vCPUs.
 	boot_suites "$ko" ./race-all.sh "$ABI-mttcg" multi
 	# Boot 3: batch commits under shadow paging (kvm_amd npt=0), where

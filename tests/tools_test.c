@@ -3,6 +3,7 @@
  * The operator CLI (generic netlink: stats, sessions, events) and libkvmas
  * against the real module. The CLI binary is ./kvmas in the payload.
  */
+#include <ctype.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -207,6 +208,270 @@ TEST(cli_monitor_sees_attach_and_detach)
 	EXPECT_EQ(0, strncmp(buf, "attach session ", 15)) TH_LOG("%s", buf);
 	EXPECT_NE(NULL, strstr(buf, "\ndetach session ")) TH_LOG("%s", buf);
 	EXPECT_NE(NULL, strstr(buf, want)) TH_LOG("%s", buf);
+	close(fd);
+	unlink(path);
+}
+
+/*
+ * A tiny JSON checker for `kvmas --json`: one value per call, RFC 8259
+ * grammar (no duplicate-key or number-range checks). Returns the position
+ * after the value or NULL.
+ */
+static const char *js_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+static const char *js_value(const char *p, int depth);
+
+static const char *js_string(const char *p)
+{
+	if (*p++ != '"')
+		return NULL;
+	for (; *p != '"'; p++) {
+		if (!*p || (unsigned char)*p < 0x20)
+			return NULL;
+		if (*p == '\\') {
+			p++;
+			if (*p == 'u') {
+				for (int i = 1; i <= 4; i++)
+					if (!isxdigit((unsigned char)p[i]))
+						return NULL;
+				p += 4;
+			} else if (!*p || !strchr("\"\\/bfnrt", *p)) {
+				return NULL;
+			}
+		}
+	}
+	return p + 1;
+}
+
+static const char *js_number(const char *p)
+{
+	const char *d;
+
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (isdigit((unsigned char)*p))
+			p++;
+	else
+		return NULL;
+	if (*p == '.') {
+		d = ++p;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == d)
+			return NULL;
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			p++;
+		d = p;
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (p == d)
+			return NULL;
+	}
+	return p;
+}
+
+static const char *js_members(const char *p, char close, int depth)
+{
+	p = js_ws(p + 1);
+	if (*p == close)
+		return p + 1;
+	for (;;) {
+		if (close == '}') {
+			p = js_string(js_ws(p));
+			if (!p)
+				return NULL;
+			p = js_ws(p);
+			if (*p++ != ':')
+				return NULL;
+		}
+		p = js_value(p, depth + 1);
+		if (!p)
+			return NULL;
+		p = js_ws(p);
+		if (*p == close)
+			return p + 1;
+		if (*p++ != ',')
+			return NULL;
+	}
+}
+
+static const char *js_value(const char *p, int depth)
+{
+	p = js_ws(p);
+	if (depth > 16)
+		return NULL;
+	switch (*p) {
+	case '{':
+		return js_members(p, '}', depth);
+	case '[':
+		return js_members(p, ']', depth);
+	case '"':
+		return js_string(p);
+	case 't':
+		return strncmp(p, "true", 4) ? NULL : p + 4;
+	case 'f':
+		return strncmp(p, "false", 5) ? NULL : p + 5;
+	case 'n':
+		return strncmp(p, "null", 4) ? NULL : p + 4;
+	default:
+		return js_number(p);
+	}
+}
+
+/* @doc is exactly one JSON object or array (surrounding blanks allowed). */
+static int json_valid(const char *doc, char first)
+{
+	const char *p = js_ws(doc);
+
+	if (*p != first)
+		return 0;
+	p = js_value(p, 0);
+	return p && !*js_ws(p);
+}
+
+/* The host re-checks these lines with python3 (tests/json-check.sh). */
+static void json_publish(const char *what, const char *doc)
+{
+	printf("# kvmas-json %s ", what);
+	for (; *doc; doc++)
+		if (*doc != '\n')
+			putchar(*doc);
+	putchar('\n');
+	fflush(stdout);
+}
+
+TEST(json_checker_rejects_bad_documents)
+{
+	static const char *const bad[] = {
+		"{",	       "{\"a\" 1}",    "{\"a\": 01}",
+		"[1,]",	       "{\"a\": tru}", "[\"\\x\"]",
+		"{} {}",       "{\"a\": -}",   "[1.]",
+		"{\"a\": 1,}", "[\"a\nb\"]",   "{a: 1}",
+	};
+	unsigned int i;
+
+	EXPECT_TRUE(json_valid("{\"a\": [1, -2.5e3, true, null, \"\\u00e9\"]}",
+			       '{'));
+	EXPECT_TRUE(json_valid("[]\n", '['));
+	for (i = 0; i < ARRAY_SIZE(bad); i++)
+		EXPECT_FALSE(json_valid(bad[i], bad[i][0]))
+	TH_LOG("bad[%u]", i);
+}
+
+TEST(cli_json_read_commands)
+{
+	static const char *const stat_keys[] = {
+		"sessions_open", "sessions_total", "attached", "attach_ok",
+		"attach_failed", "ioctl_errors",   "batches",  "batch_ops",
+		"ring_resets",	 "ring_entries",
+	};
+	int st, dev = kvmas_dev_open(), vm = kvm_vm_create();
+	char *out, want[96];
+	unsigned int i;
+
+	ASSERT_GE(dev, 0);
+	ASSERT_GE(vm, 0);
+	ASSERT_EQ(0, kvmas_attach(dev, vm));
+
+	out = run("./kvmas caps --json", &st);
+	ASSERT_NE(NULL, out);
+	EXPECT_EQ(0, st);
+	EXPECT_TRUE(json_valid(out, '{')) TH_LOG("%s", out);
+	snprintf(want, sizeof(want), "\"api_version\": %d,",
+		 ioctl(dev, KVMAS_GET_API_VERSION, 0));
+	EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "\"caps\": {\"")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "\"netlink\": 1")) TH_LOG("%s", out);
+	EXPECT_NE(NULL, strstr(out, "\"kvm_user_mem_slots\": "))
+	TH_LOG("%s", out);
+	json_publish("caps", out);
+	free(out);
+
+	out = run("./kvmas --json stats", &st);
+	ASSERT_NE(NULL, out);
+	EXPECT_EQ(0, st);
+	EXPECT_TRUE(json_valid(out, '{')) TH_LOG("%s", out);
+	for (i = 0; i < ARRAY_SIZE(stat_keys); i++) {
+		snprintf(want, sizeof(want), "\"%s\": ", stat_keys[i]);
+		EXPECT_NE(NULL, strstr(out, want))
+		TH_LOG("%s in %s", want, out);
+	}
+	/* One document on one line: ends in the only newline. */
+	EXPECT_EQ(strchr(out, '\n'), out + strlen(out) - 1) TH_LOG("%s", out);
+	json_publish("stats", out);
+	free(out);
+
+	out = run("./kvmas sessions --json", &st);
+	ASSERT_NE(NULL, out);
+	EXPECT_EQ(0, st);
+	EXPECT_TRUE(json_valid(out, '[')) TH_LOG("%s", out);
+	snprintf(want, sizeof(want),
+		 "\"pid\": %d, \"attached\": true, \"vm\": \"kvm-%d\"}",
+		 getpid(), getpid());
+	EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s in %s", want, out);
+	json_publish("sessions", out);
+	free(out);
+	close(dev);
+	close(vm);
+}
+
+TEST(cli_json_monitor_one_object_per_line)
+{
+	char path[] = "/tmp/kvmas-monitor-XXXXXX", buf[1024] = "", want[96];
+	int fd = mkstemp(path), dev, vm, status, n;
+	char *line, *save = NULL;
+	pid_t pid;
+
+	ASSERT_GE(fd, 0);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		dup2(fd, 1);
+		execl("./kvmas", "kvmas", "monitor", "--json", "--count", "2",
+		      NULL);
+		_exit(127);
+	}
+	usleep(500 * 1000);
+	dev = kvmas_dev_open();
+	vm = kvm_vm_create();
+	ASSERT_GE(dev, 0);
+	ASSERT_GE(vm, 0);
+	ASSERT_EQ(0, kvmas_attach(dev, vm));
+	close(dev);
+	close(vm);
+	for (n = 0; n < 50 && waitpid(pid, &status, WNOHANG) == 0; n++)
+		usleep(100 * 1000);
+	if (n == 50) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	ASSERT_TRUE(WIFEXITED(status)) TH_LOG("monitor did not see 2 events");
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	ASSERT_GT(n, 0);
+	snprintf(want, sizeof(want), "\"pid\": %d, ", getpid());
+	n = 0;
+	for (line = strtok_r(buf, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save), n++) {
+		EXPECT_TRUE(json_valid(line, '{')) TH_LOG("%s", line);
+		EXPECT_NE(NULL, strstr(line, want)) TH_LOG("%s", line);
+		EXPECT_NE(NULL, strstr(line, n ? "{\"event\": \"detach\", " :
+						 "{\"event\": \"attach\", "))
+		TH_LOG("%s", line);
+		json_publish("monitor", line);
+	}
+	EXPECT_EQ(2, n);
 	close(fd);
 	unlink(path);
 }

@@ -28,6 +28,9 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* --json: machine-readable output of the read commands (caps, stats, ...). */
+static int json;
+
 /* A bogus nr_caps from the module must not make us probe for ever. */
 #define MAX_PROBED_CAPS 64
 
@@ -48,16 +51,51 @@ static int usage_error(const char *msg, const char *arg)
 	return 2;
 }
 
+/*
+ * Takes --json out of a command's arguments (it may stand anywhere) and
+ * returns the number of arguments left, compacted in place.
+ */
+static int take_json(int argc, char **argv)
+{
+	int i, n = 0;
+
+	for (i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = 1;
+		else
+			argv[n++] = argv[i];
+	}
+	return n;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
 /* ---------------------------------------------------------------------- */
 /* caps: device ioctls                                                    */
 
 static int cmd_caps(int argc, char **argv)
 {
-	unsigned int i, nr, bad = 0;
+	unsigned int i, nr, bad = 0, printed = 0;
 	struct kvmas_caps caps;
 	struct kvmas *kv;
 	int ret;
 
+	argc = take_json(argc, argv);
 	if (argc)
 		return usage_error("unexpected argument", argv[0]);
 
@@ -77,8 +115,13 @@ static int cmd_caps(int argc, char **argv)
 		return 1;
 	}
 
-	printf("%-22s %u\n", "api_version", caps.api_version);
-	printf("%-22s %u\n", "nr_caps", caps.nr_caps);
+	if (json) {
+		printf("{\"api_version\": %u, \"nr_caps\": %u, \"caps\": {",
+		       caps.api_version, caps.nr_caps);
+	} else {
+		printf("%-22s %u\n", "api_version", caps.api_version);
+		printf("%-22s %u\n", "nr_caps", caps.nr_caps);
+	}
 
 	/* Also probe caps newer than this tool: the module may know more. */
 	nr = caps.nr_caps > KVMAS_CAP_COUNT ? caps.nr_caps : KVMAS_CAP_COUNT;
@@ -97,10 +140,21 @@ static int cmd_caps(int argc, char **argv)
 			bad = 1;
 			continue;
 		}
-		if (name)
+		if (json) {
+			char key[32];
+
+			if (!name) {
+				snprintf(key, sizeof(key), "cap_%u", i);
+				name = key;
+			}
+			printf("%s", printed++ ? ", " : "");
+			json_str(name);
+			printf(": %d", val);
+		} else if (name) {
 			printf("%-22s %d\n", name, val);
-		else
+		} else {
 			printf("cap_%-18u %d\n", i, val);
+		}
 
 		/* Both views come from one module: a mismatch is its bug. */
 		if ((val > 0) != bit ||
@@ -114,7 +168,12 @@ static int cmd_caps(int argc, char **argv)
 			bad = 1;
 		}
 	}
-	printf("%-22s %u\n", "kvm_user_mem_slots", caps.kvm_user_mem_slots);
+	if (json)
+		printf("}, \"kvm_user_mem_slots\": %u}\n",
+		       caps.kvm_user_mem_slots);
+	else
+		printf("%-22s %u\n", "kvm_user_mem_slots",
+		       caps.kvm_user_mem_slots);
 
 	kvmas_close(kv);
 	return bad;
@@ -360,24 +419,35 @@ static const struct {
 static int stats_cb(struct nl_msg *msg, void *arg)
 {
 	struct nlattr *tb[KVMAS_NL_A_MAX + 1];
+	const char *sep = "";
 	size_t i;
 
 	(void)arg;
 	if (parse(msg, tb) < 0)
 		return NL_SKIP;
+	if (json)
+		putchar('{');
 	for (i = 0; i < ARRAY_SIZE(stat_names); i++) {
 		const struct nlattr *a = tb[stat_names[i].attr];
+		uint64_t v;
 
 		if (!a)
 			continue;
 		/* The policy fixed each counter's width. */
 		if (kvmas_policy[stat_names[i].attr].type == NLA_U32)
-			printf("%-16s %" PRIu32 "\n", stat_names[i].name,
-			       nla_get_u32(a));
+			v = nla_get_u32(a);
 		else
-			printf("%-16s %" PRIu64 "\n", stat_names[i].name,
-			       nla_get_u64(a));
+			v = nla_get_u64(a);
+		if (json) {
+			printf("%s\"%s\": %" PRIu64, sep, stat_names[i].name,
+			       v);
+			sep = ", ";
+		} else {
+			printf("%-16s %" PRIu64 "\n", stat_names[i].name, v);
+		}
 	}
+	if (json)
+		printf("}\n");
 	return NL_OK;
 }
 
@@ -386,6 +456,7 @@ static int cmd_stats(int argc, char **argv)
 	struct genl g;
 	int ret;
 
+	argc = take_json(argc, argv);
 	if (argc)
 		return usage_error("unexpected argument", argv[0]);
 	if (genl_open(&g))
@@ -400,7 +471,7 @@ struct session {
 	int has_id, has_pid;
 	uint64_t id;
 	uint32_t pid;
-	int attached;
+	int attached, has_vm;
 	const char *vm;
 };
 
@@ -416,6 +487,7 @@ static void get_session(struct nlattr **tb, struct session *s)
 		s->pid = nla_get_u32(tb[KVMAS_NL_A_SESSION_PID]);
 	}
 	s->attached = nla_get_flag(tb[KVMAS_NL_A_SESSION_ATTACHED]);
+	s->has_vm = !!tb[KVMAS_NL_A_SESSION_VM_STATS_ID];
 	s->vm = tb[KVMAS_NL_A_SESSION_VM_STATS_ID] ?
 			nla_get_string(tb[KVMAS_NL_A_SESSION_VM_STATS_ID]) :
 			"-";
@@ -430,16 +502,40 @@ static const char *fmt_u64(char *buf, size_t len, uint64_t v, int have)
 	return buf;
 }
 
+/* The fields of a session as JSON members; absent ones are null. */
+static void json_session(const struct session *s)
+{
+	if (s->has_id)
+		printf("\"id\": %" PRIu64, s->id);
+	else
+		printf("\"id\": null");
+	if (s->has_pid)
+		printf(", \"pid\": %" PRIu32, s->pid);
+	else
+		printf(", \"pid\": null");
+	printf(", \"attached\": %s, \"vm\": ", s->attached ? "true" : "false");
+	if (s->has_vm)
+		json_str(s->vm);
+	else
+		printf("null");
+}
+
 static int sessions_cb(struct nl_msg *msg, void *arg)
 {
 	struct nlattr *tb[KVMAS_NL_A_MAX + 1];
 	char id[24], pid[24];
+	unsigned long *nr = arg;
 	struct session s;
 
-	(void)arg;
 	if (parse(msg, tb) < 0)
 		return NL_SKIP;
 	get_session(tb, &s);
+	if (json) {
+		printf("%s{", (*nr)++ ? ",\n  " : "\n  ");
+		json_session(&s);
+		putchar('}');
+		return NL_OK;
+	}
 	printf("%-12s %-8s %-8s %s\n", fmt_u64(id, sizeof(id), s.id, s.has_id),
 	       fmt_u64(pid, sizeof(pid), s.pid, s.has_pid),
 	       s.attached ? "yes" : "no", s.vm);
@@ -448,16 +544,24 @@ static int sessions_cb(struct nl_msg *msg, void *arg)
 
 static int cmd_sessions(int argc, char **argv)
 {
+	unsigned long nr = 0;
 	struct genl g;
 	int ret;
 
+	argc = take_json(argc, argv);
 	if (argc)
 		return usage_error("unexpected argument", argv[0]);
 	if (genl_open(&g))
 		return 1;
-	printf("%-12s %-8s %-8s %s\n", "ID", "PID", "ATTACHED", "VM");
+	/* JSON: one array, opened once the dump is known to start. */
+	if (json)
+		putchar('[');
+	else
+		printf("%-12s %-8s %-8s %s\n", "ID", "PID", "ATTACHED", "VM");
 	ret = genl_request(&g, "GET_SESSIONS", KVMAS_NL_CMD_GET_SESSIONS,
-			   NLM_F_DUMP, sessions_cb, NULL);
+			   NLM_F_DUMP, sessions_cb, &nr);
+	if (json)
+		printf("%s]\n", nr ? "\n" : "");
 	genl_close(&g);
 	return ret ? 1 : 0;
 }
@@ -499,9 +603,18 @@ static int event_cb(struct nl_msg *msg, void *arg)
 		snprintf(ev, sizeof(ev), "event%" PRIu32, type);
 		name = ev;
 	}
-	printf("%s session %s pid %s vm %s\n", name,
-	       fmt_u64(id, sizeof(id), s.id, s.has_id),
-	       fmt_u64(pid, sizeof(pid), s.pid, s.has_pid), s.vm);
+	if (json) {
+		/* One object per line: a stream of JSON documents. */
+		printf("{\"event\": ");
+		json_str(name);
+		printf(", \"type\": %" PRIu32 ", ", type);
+		json_session(&s);
+		printf("}\n");
+	} else {
+		printf("%s session %s pid %s vm %s\n", name,
+		       fmt_u64(id, sizeof(id), s.id, s.has_id),
+		       fmt_u64(pid, sizeof(pid), s.pid, s.has_pid), s.vm);
+	}
 
 	if (m->count && ++m->seen >= m->count)
 		return NL_STOP;
@@ -526,6 +639,7 @@ static int cmd_monitor(int argc, char **argv)
 	struct genl g;
 	int grp, ret, i;
 
+	argc = take_json(argc, argv);
 	for (i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--count") && i + 1 < argc) {
 			if (parse_count(argv[++i], &m.count))
@@ -640,13 +754,13 @@ static int cmd_unload(int argc, char **argv)
 }
 
 static const struct cmd cmds[] = {
-	{ "caps", "", "API version and capabilities (device ioctls)",
+	{ "caps", "[--json]", "API version and capabilities (device ioctls)",
 	  cmd_caps },
-	{ "stats", "", "module counters (generic netlink)", cmd_stats },
-	{ "sessions", "", "open sessions: id, pid, attached, vm",
+	{ "stats", "[--json]", "module counters (generic netlink)", cmd_stats },
+	{ "sessions", "[--json]", "open sessions: id, pid, attached, vm",
 	  cmd_sessions },
-	{ "monitor", "[--count N]", "print attach/detach events; stop after N",
-	  cmd_monitor },
+	{ "monitor", "[--count N] [--json]",
+	  "print attach/detach events; stop after N", cmd_monitor },
 	{ "unload", "", "disable the livepatch, wait, remove the module",
 	  cmd_unload },
 	{ "help", "", "this text", cmd_help },
@@ -658,18 +772,19 @@ static int cmd_help(int argc, char **argv)
 
 	(void)argc;
 	(void)argv;
-	printf("Usage: kvmas <command> [arguments]\n\n"
+	printf("Usage: kvmas [--json] <command> [arguments]\n\n"
 	       "Operator tool for the kvm_atomic_slots module.\n\n"
 	       "Commands:\n");
 	for (i = 0; i < ARRAY_SIZE(cmds); i++) {
-		char left[40];
+		char left[48];
 
 		snprintf(left, sizeof(left), "%s%s%s", cmds[i].name,
 			 cmds[i].args[0] ? " " : "", cmds[i].args);
-		printf("  %-22s %s\n", left, cmds[i].help);
+		printf("  %-28s %s\n", left, cmds[i].help);
 	}
-	printf("\nEnvironment:\n"
-	       "  KVMAS_DEVICE           device node for 'caps' (default %s)\n",
+	printf("\n--json prints one JSON document (monitor: one per event and line).\n"
+	       "\nEnvironment:\n"
+	       "  KVMAS_DEVICE                 device node for 'caps' (default %s)\n",
 	       KVMAS_DEVICE_PATH);
 	return 0;
 }
@@ -681,6 +796,12 @@ int main(int argc, char **argv)
 	/* Lines must reach a pipe as they happen (monitor, tests). */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
+	/* --json may also come before the command. */
+	while (argc >= 2 && !strcmp(argv[1], "--json")) {
+		json = 1;
+		argc--;
+		argv++;
+	}
 	if (argc < 2)
 		return usage_error("missing command", NULL);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))

@@ -10,6 +10,7 @@
 KVMAS=${1:-./kvmas}
 pass=0
 fail=0
+skipped=0
 n=0
 
 check() {	# description, expected status, expected stderr substring, cmd...
@@ -29,8 +30,23 @@ check() {	# description, expected status, expected stderr substring, cmd...
 
 skip() {
 	n=$((n + 1))
-	pass=$((pass + 1))
+	skipped=$((skipped + 1))
 	echo "ok $n - $1 # SKIP $2"
+}
+
+# A failing command must leave stdout empty: JSON consumers read it whole.
+check_quiet() {	# description, cmd...
+	desc=$1
+	shift
+	n=$((n + 1))
+	out=$("$@" 2>/dev/null)
+	if [ -z "$out" ]; then
+		pass=$((pass + 1))
+		echo "ok $n - $desc"
+	else
+		fail=$((fail + 1))
+		echo "not ok $n - $desc (stdout: $out)"
+	fi
 }
 
 check "help exits 0" 0 "" "$KVMAS" help
@@ -55,11 +71,60 @@ check "caps on a missing node" 1 \
 check "caps on a foreign device" 1 \
 	"cannot open /dev/null: device does not speak the kvm-atomic-slots protocol" \
 	env KVMAS_DEVICE=/dev/null "$KVMAS" caps
+check "caps --json on a missing node" 1 "cannot open /nonexistent" \
+	env KVMAS_DEVICE=/nonexistent "$KVMAS" caps --json
+check_quiet "caps --json failure prints nothing on stdout" \
+	env KVMAS_DEVICE=/nonexistent "$KVMAS" caps --json
+check "--json before the command" 1 "cannot open /nonexistent" \
+	env KVMAS_DEVICE=/nonexistent "$KVMAS" --json caps
+check "--json does not hide a stray argument" 2 "unexpected argument 'x'" \
+	"$KVMAS" stats --json x
+check "--json with an unknown command" 2 "unknown command 'frob'" \
+	"$KVMAS" --json frob
+check "monitor --json still checks --count" 2 "bad count '0'" \
+	"$KVMAS" monitor --json --count 0
+n=$((n + 1))
+if "$KVMAS" help | grep -q -- '--json'; then
+	pass=$((pass + 1)); echo "ok $n - help documents --json"
+else
+	fail=$((fail + 1)); echo "not ok $n - help documents --json"
+fi
+
+# The bash completion offers every command of `kvmas help` and the options.
+comp=$(dirname "$0")/kvmas.bash-completion
+complete_words() {	# the words completed for a command line ending in a space or a prefix
+	bash -c '. "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1));
+		_kvmas; printf "%s\n" "${COMPREPLY[@]}"' sh "$comp" "$@"
+}
+if ! command -v bash >/dev/null 2>&1 || [ ! -f "$comp" ]; then
+	skip "bash completion" "no bash or no $comp"
+else
+	n=$((n + 1))
+	words=$(complete_words kvmas "")
+	missing=
+	for c in $("$KVMAS" help | sed -n 's/^  \([a-z]\{1,\}\).*/\1/p') --json; do
+		printf '%s\n' "$words" | grep -qx -- "$c" || missing="$missing $c"
+	done
+	if [ -z "$missing" ]; then
+		pass=$((pass + 1)); echo "ok $n - completion offers every command"
+	else
+		fail=$((fail + 1)); echo "not ok $n - completion lacks:$missing"
+	fi
+	n=$((n + 1))
+	if [ "$(complete_words kvmas monitor --c)" = "--count" ] &&
+	   [ "$(complete_words kvmas --json sta)" = "stats" ] &&
+	   [ -z "$(complete_words kvmas monitor --count "")" ]; then
+		pass=$((pass + 1)); echo "ok $n - completion of options and after --json"
+	else
+		fail=$((fail + 1)); echo "not ok $n - completion of options and after --json"
+	fi
+fi
 
 # The family name comes from the uapi header; the wording is what matters.
 notloaded="module not loaded (no generic netlink family "
 if [ -d /sys/module/kvm_atomic_slots ]; then
-	for c in stats sessions monitor; do
+	for c in stats sessions monitor "stats --json" "sessions --json" \
+		"monitor --json"; do
 		skip "$c without the module" "module is loaded"
 	done
 else
@@ -67,8 +132,14 @@ else
 	check "sessions without the module" 1 "$notloaded" "$KVMAS" sessions
 	check "monitor without the module" 1 "$notloaded" \
 		"$KVMAS" monitor --count 1
+	check "stats --json without the module" 1 "$notloaded" \
+		"$KVMAS" stats --json
+	check_quiet "sessions --json failure prints nothing on stdout" \
+		"$KVMAS" sessions --json
+	check "monitor --json without the module" 1 "$notloaded" \
+		"$KVMAS" --json monitor --count 1
 fi
 
 echo "1..$n"
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skipped skipped"
 [ "$fail" -eq 0 ]

@@ -27,6 +27,12 @@ PKGS=(
 	pkg-config
 	libnl-genl-3-dev # userspace tools talk generic netlink
 	libnl-3-dev
+	debhelper  # tests/pkg-check.sh: dpkg-buildpackage of debian/
+	dh-dkms
+	lintian
+	mmdebstrap # a fresh bookworm root to install the packages into
+	man-db     # man --warnings on the man pages
+	python3    # tests/json-check.sh: kvmas --json through python3's json
 )
 
 missing=()
