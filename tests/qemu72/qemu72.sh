@@ -1,0 +1,201 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Runs inside the booted test kernel (busybox sh, cwd = the qemu72 payload):
+# Debian bookworm's own, unmodified QEMU 7.2 as the VMM under KVM, booting
+# pamguest.elf (2 vCPUs: one toggles i440FX PAM registers, one executes code
+# in the remapped windows). Prints TAP.
+#
+#   1 control: stock QEMU, the AP halted: all toggles done, no error
+#   2 stock QEMU, the AP executing: how many runs stop with "KVM internal
+#     error" and after how many toggles (a figure: a run that completes
+#     is reported, not failed; a run that ends any other way fails)
+#   3 stock QEMU + LD_PRELOAD=libkvmas-preload.so (DELETE + re-covering
+#     CREATEs committed as one batch through the module), AP executing:
+#     every toggle done, no internal error, the guest's checks intact, the
+#     module's batch counter moved (SKIP if the shim is not in the payload)
+#   4 the same with the AP halted: wall time per toggle against test 1
+#
+# Environment: QEMU72_RUNS (stock runs, 3), QEMU72_TOGGLES (shim target,
+# 2000), QEMU72_CONTROL (control toggles, 400), QEMU72_TRACE (1: print the
+# memslot trace of a few stock toggles), QEMU72_PRELOAD (the shim,
+# ./libkvmas-preload.so), QEMU72_MEM (guest MiB, 32).
+RUNS=${QEMU72_RUNS:-3}
+TOGGLES=${QEMU72_TOGGLES:-2000}
+CONTROL=${QEMU72_CONTROL:-400}
+TRACE=${QEMU72_TRACE:-1}
+PRELOAD=${QEMU72_PRELOAD:-$PWD/libkvmas-preload.so}
+MEM=${QEMU72_MEM:-32}
+W=/tmp/qemu72
+mkdir -p "$W"
+n=0
+failed=0
+
+ok() {
+	n=$((n + 1))
+	echo "ok $n - $*"
+}
+notok() {
+	n=$((n + 1))
+	failed=1
+	echo "not ok $n - $*"
+}
+
+now_cs() {
+	read -r up _ </proc/uptime
+	echo "${up%.*}${up#*.}"
+}
+
+# centiseconds -> "S.CC"
+secs() {
+	printf '%d.%02d' $(($1 / 100)) $(($1 % 100))
+}
+
+# run NAME MODE TOGGLES TIMEOUT [LD_PRELOAD] [extra qemu args...]
+# Sets R_RC (QEMU: 1 = guest passed, 3 = guest found an error, 143 =
+# killed by us), R_KIE (internal errors), R_DOTS (toggles completed),
+# R_RESULT (the guest's RESULT line), R_EIP, R_CS (wall centiseconds),
+# R_TIMEOUT.
+run() {
+	name=$1 mode=$2 toggles=$3 limit=$4 pre=${5:-}
+	shift 5
+	dc=$W/$name.dc err=$W/$name.err
+	rm -f "$dc" "$err"
+	t0=$(now_cs)
+	if [ -n "$pre" ]; then
+		LD_PRELOAD=$pre ./qemu-system-x86_64 -L ./qemu-fw -accel kvm \
+			-m "$MEM" -smp 2 -nodefaults -display none -no-reboot \
+			-monitor none -serial none -debugcon "file:$dc" \
+			-device isa-debug-exit,iobase=0xf4,iosize=4 \
+			-kernel pamguest.elf -append "toggles=$toggles mode=$mode" \
+			"$@" 2>"$err" &
+	else
+		./qemu-system-x86_64 -L ./qemu-fw -accel kvm \
+			-m "$MEM" -smp 2 -nodefaults -display none -no-reboot \
+			-monitor none -serial none -debugcon "file:$dc" \
+			-device isa-debug-exit,iobase=0xf4,iosize=4 \
+			-kernel pamguest.elf -append "toggles=$toggles mode=$mode" \
+			"$@" 2>"$err" &
+	fi
+	pid=$!
+	R_TIMEOUT=0
+	# QEMU 7.2 pauses the VM on an internal error (it does not exit):
+	# stop it once the register dump is out.
+	while kill -0 "$pid" 2>/dev/null; do
+		if grep -q '^Code=' "$err" 2>/dev/null; then
+			kill "$pid"
+			break
+		fi
+		if [ $(($(now_cs) - t0)) -gt $((limit * 100)) ]; then
+			R_TIMEOUT=1
+			kill "$pid"
+			break
+		fi
+		sleep 0.1
+	done
+	wait "$pid"
+	R_RC=$?
+	R_CS=$(($(now_cs) - t0))
+	R_KIE=$(grep -c 'KVM internal error' "$err")
+	R_DOTS=$(tr -cd . <"$dc" 2>/dev/null | wc -c)
+	R_RESULT=$(grep '^RESULT' "$dc" 2>/dev/null)
+	R_EIP=$(sed -n 's/^EIP=\([0-9a-f]*\).*/\1/p' "$err" | head -n 1)
+}
+
+# Prints a run's evidence when it went wrong.
+show() {
+	echo "# --- $1: rc=$R_RC timeout=$R_TIMEOUT, debugcon tail:"
+	tail -c 600 "$W/$1.dc" 2>/dev/null | sed 's/^/#   /'
+	echo "# --- stderr:"
+	grep -v '^kvm_set_user_memory' "$W/$1.err" | head -n 30 | sed 's/^/#   /'
+}
+
+# ms per toggle, 2 decimals
+per_toggle() {
+	[ "$2" -gt 0 ] || { echo "-"; return; }
+	v=$(($1 * 1000 / $2))
+	printf '%d.%02d' $((v / 100)) $((v % 100))
+}
+
+# a/b, 2 decimals
+ratio() {
+	[ "$2" -gt 0 ] || { echo "-"; return; }
+	v=$(($1 * 100 / $2))
+	printf '%d.%02d' $((v / 100)) $((v % 100))
+}
+
+echo "TAP version 13"
+echo "1..4"
+echo "# $(./qemu-system-x86_64 --version | head -n 1)"
+echo "# guest: pamguest.elf, ${MEM} MiB, 2 vCPUs, -accel kvm; kernel $(uname -r)"
+
+# 1: control.
+run control idle "$CONTROL" 600 ""
+ctl_cs=$R_CS
+if [ "$R_RC" = 1 ] && [ "$R_KIE" = 0 ] && [ "$R_DOTS" = "$CONTROL" ] &&
+   echo "$R_RESULT" | grep -q ' PASS$'; then
+	ok "control: stock QEMU 7.2, AP halted: $R_DOTS/$CONTROL toggles, 0 errors ($(secs "$R_CS") s, $(per_toggle "$R_CS" "$R_DOTS") ms/toggle)"
+else
+	notok "control: stock QEMU 7.2, AP halted: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$CONTROL toggles"
+	show control
+fi
+
+# The memslot ioctls of the first stock toggles, from QEMU's own trace
+# event (Slot# = as_id << 16 | slot id; size 0 = DELETE).
+if [ "$TRACE" = 1 ]; then
+	run trace idle 4 120 "" -trace kvm_set_user_memory
+	echo "# memslot trace, stock QEMU 7.2, setup then 4 toggles (C4000 RO, F0000 RO, D0000 ROM, E0000 ROM):"
+	grep '^kvm_set_user_memory' "$W/trace.err" | sed 's/^kvm_set_user_memory /#   /'
+fi
+
+# 2: stock, AP executing.
+i=0 hit=0 done_ok=0 bad=0 list="" eips=""
+while [ "$i" -lt "$RUNS" ]; do
+	i=$((i + 1))
+	run "stock$i" exec "$TOGGLES" 300 ""
+	if [ "$R_KIE" -gt 0 ]; then
+		hit=$((hit + 1))
+		list="$list $R_DOTS"
+		eips="$eips $R_EIP"
+	elif [ "$R_RC" = 1 ] && echo "$R_RESULT" | grep -q ' PASS$'; then
+		done_ok=$((done_ok + 1))
+	else
+		bad=$((bad + 1))
+		show "stock$i"
+	fi
+	echo "# stock run $i: rc=$R_RC internal_errors=$R_KIE toggles_done=$R_DOTS eip=${R_EIP:--} $(secs "$R_CS") s ${R_RESULT:-}"
+done
+msg="stock QEMU 7.2, AP executing: $hit/$RUNS runs stopped by KVM internal error (toggles done before it:${list:- -}; vCPU EIP:${eips:- -}), $done_ok/$RUNS completed $TOGGLES toggles"
+if [ "$bad" -eq 0 ]; then
+	ok "$msg"
+else
+	notok "$msg, $bad ended otherwise"
+fi
+
+# 3 and 4: the shim.
+if [ ! -f "$PRELOAD" ]; then
+	ok "shim, AP executing # SKIP $(basename "$PRELOAD") not in the payload"
+	ok "shim, AP halted (time per toggle) # SKIP $(basename "$PRELOAD") not in the payload"
+else
+	b0=$(./kvmas stats 2>/dev/null | sed -n 's/^batches *//p')
+	run shim exec "$TOGGLES" 900 "$PRELOAD"
+	b1=$(./kvmas stats 2>/dev/null | sed -n 's/^batches *//p')
+	batches=$((${b1:-0} - ${b0:-0}))
+	shim_cs=$R_CS
+	echo "# shim run: rc=$R_RC internal_errors=$R_KIE toggles_done=$R_DOTS module_batches=$batches $(secs "$R_CS") s $R_RESULT"
+	if [ "$R_RC" = 1 ] && [ "$R_KIE" = 0 ] && [ "$R_DOTS" = "$TOGGLES" ] &&
+	   echo "$R_RESULT" | grep -q ' errors=0 PASS$' && [ "$batches" -ge "$TOGGLES" ]; then
+		ok "shim, AP executing: 0 internal errors in $R_DOTS toggles, guest checks intact (${R_RESULT#RESULT }), $batches module batches ($(secs "$shim_cs") s, $(per_toggle "$shim_cs" "$R_DOTS") ms/toggle)"
+	else
+		notok "shim, AP executing: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$TOGGLES toggles, $batches module batches"
+		show shim
+	fi
+	run shimidle idle "$CONTROL" 600 "$PRELOAD"
+	if [ "$R_RC" = 1 ] && [ "$R_KIE" = 0 ] && [ "$R_DOTS" = "$CONTROL" ]; then
+		ok "shim, AP halted: $R_DOTS toggles in $(secs "$R_CS") s ($(per_toggle "$R_CS" "$R_DOTS") ms/toggle) vs stock $(secs "$ctl_cs") s ($(per_toggle "$ctl_cs" "$CONTROL") ms/toggle): ratio shim/stock $(ratio "$R_CS" "$ctl_cs")"
+	else
+		notok "shim, AP halted: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$CONTROL toggles"
+		show shimidle
+	fi
+fi
+exit $failed
