@@ -11,10 +11,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 out=${1:?usage: payload.sh OUTDIR}
+mkdir -p "$out" && out=$(cd "$out" && pwd)
 
 rm -rf "$out"
 mkdir -p "$out/qemu-fw"
-make -s -C "$here" OUT="$out" "$out/pamguest.elf"
+make -s -C "$here" OUT="$out" "$out/pamguest.elf" "$out/libkvmtrace.so"
 install -m 0755 "$here/qemu72.sh" "$out/qemu72.sh"
 install -m 0755 "$(command -v qemu-system-x86_64)" "$out/qemu-system-x86_64"
 # Debian's QEMU looks in /usr/share/qemu, then /usr/share/seabios (its

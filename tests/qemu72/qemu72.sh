@@ -61,6 +61,8 @@ run() {
 	shift 5
 	dc=$W/$name.dc err=$W/$name.err
 	rm -f "$dc" "$err"
+	KVMTRACE_FILE=$W/$name.kt
+	export KVMTRACE_FILE
 	t0=$(now_cs)
 	if [ -n "$pre" ]; then
 		LD_PRELOAD=$pre ./qemu-system-x86_64 -L ./qemu-fw -accel kvm \
@@ -140,12 +142,33 @@ else
 	show control
 fi
 
-# The memslot ioctls of the first stock toggles, from QEMU's own trace
-# event (Slot# = as_id << 16 | slot id; size 0 = DELETE).
+# The memslot ioctls of the guest's setup and first stock toggles, from
+# QEMU's own trace events (Slot# = as_id << 16 | slot id; size 0 = DELETE),
+# after each PAM write (pci_cfg_write): from the guest's first PAM write on
+# (the last "@0x59 <- 0x30": SeaBIOS's come before).
 if [ "$TRACE" = 1 ]; then
-	run trace idle 4 120 "" -trace kvm_set_user_memory
-	echo "# memslot trace, stock QEMU 7.2, setup then 4 toggles (C4000 RO, F0000 RO, D0000 ROM, E0000 ROM):"
-	grep '^kvm_set_user_memory' "$W/trace.err" | sed 's/^kvm_set_user_memory /#   /'
+	run trace idle 4 120 "$PWD/libkvmtrace.so" -trace kvm_set_user_memory -trace pci_cfg_write
+	echo "# memslot trace, stock QEMU 7.2: pamguest setup (all RAM, ROM snapshots), then 4 toggles (C4000 RO, F0000 RO, D0000 ROM, E0000 ROM):"
+	grep -E '^(kvm_set_user_memory|pci_cfg_write)' "$W/trace.err" |
+		awk '{ l[NR] = $0 } /@0x59 <- 0x30$/ { s = NR } END { for (i = s; i <= NR; i++) print l[i] }' |
+		sed -e 's/^kvm_set_user_memory /#     /' -e 's/^pci_cfg_write /#   PAM write: /'
+	# The same from libkvmtrace.so (every ioctl, with thread and time):
+	# the last 4 toggles, and how long each address space's range stays
+	# uncovered (first DELETE to last CREATE of a group) in the whole run.
+	echo "# libkvmtrace.so, last 4 toggles (usec tid fd ioctl):"
+	grep -v ' ioctl 0x' "$W/trace.kt" | tail -n 44 | sed 's/^/#   /'
+	awk 'function fin() {
+		if (last) { d = last - t0; n++; sum += d; if (d > max) max = d; if (!n0 || d < min) min = d; n0 = 1 }
+		open = 0; last = 0 }
+	/SET_USER_MEMORY_REGION/ {
+		as = $6; sub("as=", "", as)
+		if ($5 == "DELETE") {
+			if (open && (as != cur || last)) fin()
+			if (!open) { t0 = $1; open = 1; cur = as }
+		} else if (open) last = $1
+		next }
+	{ if (open) fin() }
+	END { if (open) fin(); if (n) printf "# uncovered window per group (first DELETE to last CREATE of one address space): %d groups, min %d us, avg %d us, max %d us\n", n, min, sum / n, max }' "$W/trace.kt"
 fi
 
 # 2: stock, AP executing.
