@@ -62,7 +62,8 @@ run() {
 	dc=$W/$name.dc err=$W/$name.err
 	rm -f "$dc" "$err"
 	KVMTRACE_FILE=$W/$name.kt
-	export KVMTRACE_FILE
+	KVMAS_PRELOAD_LOG=$W/$name.pl
+	export KVMTRACE_FILE KVMAS_PRELOAD_LOG
 	t0=$(now_cs)
 	if [ -n "$pre" ]; then
 		LD_PRELOAD=$pre ./qemu-system-x86_64 -L ./qemu-fw -accel kvm \
@@ -206,6 +207,7 @@ else
 	batches=$((${b1:-0} - ${b0:-0}))
 	shim_cs=$R_CS
 	echo "# shim run: rc=$R_RC internal_errors=$R_KIE toggles_done=$R_DOTS module_batches=$batches $(secs "$R_CS") s $R_RESULT"
+	echo "# shim counters (KVMAS_PRELOAD_LOG): $(tr '\n' ' ' <"$W/shim.pl" 2>/dev/null)"
 	if [ "$R_RC" = 1 ] && [ "$R_KIE" = 0 ] && [ "$R_DOTS" = "$TOGGLES" ] &&
 	   echo "$R_RESULT" | grep -q ' errors=0 PASS$' && [ "$batches" -ge "$TOGGLES" ]; then
 		ok "shim, AP executing: 0 internal errors in $R_DOTS toggles, guest checks intact (${R_RESULT#RESULT }), $batches module batches ($(secs "$shim_cs") s, $(per_toggle "$shim_cs" "$R_DOTS") ms/toggle)"
