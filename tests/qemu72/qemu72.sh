@@ -18,7 +18,7 @@
 #
 # Environment: QEMU72_RUNS (stock runs, 3), QEMU72_TOGGLES (shim target,
 # 2000), QEMU72_CONTROL (control toggles, 400), QEMU72_TRACE (1: print the
-# memslot trace of a few stock toggles), QEMU72_PRELOAD (the shim,
+# memslot trace of a few stock toggles, 2: only the last toggle's, 0: none), QEMU72_PRELOAD (the shim,
 # ./libkvmas-preload.so), QEMU72_MEM (guest MiB, 32).
 RUNS=${QEMU72_RUNS:-3}
 TOGGLES=${QEMU72_TOGGLES:-2000}
@@ -147,17 +147,22 @@ fi
 # QEMU's own trace events (Slot# = as_id << 16 | slot id; size 0 = DELETE),
 # after each PAM write (pci_cfg_write): from the guest's first PAM write on
 # (the last "@0x59 <- 0x30": SeaBIOS's come before).
-if [ "$TRACE" = 1 ]; then
+if [ "$TRACE" != 0 ]; then
 	run trace idle 4 120 "$PWD/libkvmtrace.so" -trace kvm_set_user_memory -trace pci_cfg_write
-	echo "# memslot trace, stock QEMU 7.2: pamguest setup (all RAM, ROM snapshots), then 4 toggles (C4000 RO, F0000 RO, D0000 ROM, E0000 ROM):"
-	grep -E '^(kvm_set_user_memory|pci_cfg_write)' "$W/trace.err" |
-		awk '{ l[NR] = $0 } /@0x59 <- 0x30$/ { s = NR } END { for (i = s; i <= NR; i++) print l[i] }' |
-		sed -e 's/^kvm_set_user_memory /#     /' -e 's/^pci_cfg_write /#   PAM write: /'
+	if [ "$TRACE" = 1 ]; then
+		echo "# memslot trace, stock QEMU 7.2: pamguest setup (all RAM, ROM snapshots), then 4 toggles (C4000 RO, F0000 RO, D0000 ROM, E0000 ROM):"
+		grep -E '^(kvm_set_user_memory|pci_cfg_write)' "$W/trace.err" |
+			awk '{ l[NR] = $0 } /@0x59 <- 0x30$/ { s = NR } END { for (i = s; i <= NR; i++) print l[i] }' |
+			sed -e 's/^kvm_set_user_memory /#     /' -e 's/^pci_cfg_write /#   PAM write: /'
+	fi
 	# The same from libkvmtrace.so (every ioctl, with thread and time):
-	# the last 4 toggles, and how long each address space's range stays
+	# the last toggles, and how long each address space's range stays
 	# uncovered (first DELETE to last CREATE of a group) in the whole run.
-	echo "# libkvmtrace.so, last 4 toggles (usec tid fd ioctl):"
-	grep -v ' ioctl 0x' "$W/trace.kt" | tail -n 44 | sed 's/^/#   /'
+	# QEMU72_TRACE=2 (the demo): only this part, the last toggle.
+	lines=44
+	[ "$TRACE" = 1 ] || lines=9
+	echo "# libkvmtrace.so, the last toggle(s) (usec tid fd ioctl), the last one = PAM 0x5e <- 0x30 (0xE0000 to ROM):"
+	grep -v ' ioctl 0x' "$W/trace.kt" | tail -n "$lines" | sed -e 's/^/#   /' -e 's/SET_USER_MEMORY_REGION //'
 	awk 'function fin() {
 		if (last) { d = last - t0; n++; sum += d; if (d > max) max = d; if (!n0 || d < min) min = d; n0 = 1 }
 		open = 0; last = 0 }
