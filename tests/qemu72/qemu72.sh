@@ -14,7 +14,8 @@
 #     CREATEs committed as one batch through the module), AP executing:
 #     every toggle done, no internal error, the guest's checks intact, the
 #     module's batch counter moved (SKIP if the shim is not in the payload)
-#   4 the same with the AP halted: wall time per toggle against test 1
+#   4 the shim with the AP halted, alternating with stock runs: wall time
+#     per toggle, shim against stock
 #
 # Environment: QEMU72_RUNS (stock runs, 3), QEMU72_TOGGLES (shim target,
 # 2000), QEMU72_CONTROL (control toggles, 400), QEMU72_TRACE (1: print the
@@ -204,7 +205,7 @@ fi
 # 3 and 4: the shim.
 if [ ! -f "$PRELOAD" ]; then
 	ok "shim, AP executing # SKIP $(basename "$PRELOAD") not in the payload"
-	ok "shim, AP halted (time per toggle) # SKIP $(basename "$PRELOAD") not in the payload"
+	ok "wall time, AP halted, shim vs stock # SKIP $(basename "$PRELOAD") not in the payload"
 else
 	b0=$(./kvmas stats 2>/dev/null | sed -n 's/^batches *//p')
 	run shim exec "$TOGGLES" 900 "$PRELOAD"
@@ -220,12 +221,29 @@ else
 		notok "shim, AP executing: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$TOGGLES toggles, $batches module batches"
 		show shim
 	fi
-	run shimidle idle "$CONTROL" 600 "$PRELOAD"
-	if [ "$R_RC" = 1 ] && [ "$R_KIE" = 0 ] && [ "$R_DOTS" = "$CONTROL" ]; then
-		ok "shim, AP halted: $R_DOTS toggles in $(secs "$R_CS") s ($(per_toggle "$R_CS" "$R_DOTS") ms/toggle) vs stock $(secs "$ctl_cs") s ($(per_toggle "$ctl_cs" "$CONTROL") ms/toggle): ratio shim/stock $(ratio "$R_CS" "$ctl_cs")"
+	# Wall time per toggle, AP halted: shim and stock alternate (the
+	# host's load moves between runs), stock's first run is test 1's.
+	shim_t=0 stock_t=$ctl_cs bad4=""
+	for r in 1 2; do
+		run "shimidle$r" idle "$CONTROL" 600 "$PRELOAD"
+		if [ "$R_RC" != 1 ] || [ "$R_KIE" != 0 ] || [ "$R_DOTS" != "$CONTROL" ]; then
+			bad4="$bad4 shimidle$r: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$CONTROL toggles;"
+			show "shimidle$r"
+		fi
+		shim_t=$((shim_t + R_CS))
+		echo "# shim, AP halted, round $r: $(secs "$R_CS") s"
+		[ "$r" = 2 ] && break
+		run "control$r" idle "$CONTROL" 600 ""
+		[ "$R_RC" = 1 ] && [ "$R_KIE" = 0 ] && [ "$R_DOTS" = "$CONTROL" ] ||
+			bad4="$bad4 control$r: rc=$R_RC;"
+		stock_t=$((stock_t + R_CS))
+		echo "# stock, AP halted, round $((r + 1)): $(secs "$R_CS") s"
+	done
+	tt=$((CONTROL * 2))
+	if [ -z "$bad4" ]; then
+		ok "wall time, AP halted, 2 x $CONTROL toggles each: shim $(per_toggle "$shim_t" "$tt") ms/toggle, stock $(per_toggle "$stock_t" "$tt") ms/toggle: ratio shim/stock $(ratio "$shim_t" "$stock_t")"
 	else
-		notok "shim, AP halted: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$CONTROL toggles"
-		show shimidle
+		notok "wall time, AP halted:$bad4"
 	fi
 fi
 exit $failed
