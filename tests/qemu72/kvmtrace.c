@@ -78,8 +78,8 @@ int ioctl(int fd, unsigned long req, ...)
 			(unsigned long long)r->memory_size,
 			(unsigned long long)r->userspace_addr, ret);
 	} else {
-		fprintf(out, "%ld tid=%ld fd=%d ioctl 0x%lx = %d\n", usec(), tid,
-			fd, req, ret);
+		fprintf(out, "%ld tid=%ld fd=%d ioctl 0x%lx = %d\n", usec(),
+			tid, fd, req, ret);
 	}
 	errno = err;
 	return ret;

@@ -59,12 +59,31 @@ struct win {
 };
 
 static struct win wins[] = {
-	{ .name = "C4000", .base = 0xc4000, .size = 0x4000, .reg = 0x5a, .shift = 4,
-	  .alt = 1, .exec = 1 },
-	{ .name = "F0000", .base = 0xf0000, .size = 0x10000, .reg = 0x59, .shift = 4,
-	  .alt = 1, .exec = 1, .code_off = 0x4000 },
-	{ .name = "D0000", .base = 0xd0000, .size = 0x4000, .reg = 0x5c, .shift = 0 },
-	{ .name = "E0000", .base = 0xe0000, .size = 0x4000, .reg = 0x5e, .shift = 0 },
+	{ .name = "C4000",
+	  .base = 0xc4000,
+	  .size = 0x4000,
+	  .reg = 0x5a,
+	  .shift = 4,
+	  .alt = 1,
+	  .exec = 1 },
+	{ .name = "F0000",
+	  .base = 0xf0000,
+	  .size = 0x10000,
+	  .reg = 0x59,
+	  .shift = 4,
+	  .alt = 1,
+	  .exec = 1,
+	  .code_off = 0x4000 },
+	{ .name = "D0000",
+	  .base = 0xd0000,
+	  .size = 0x4000,
+	  .reg = 0x5c,
+	  .shift = 0 },
+	{ .name = "E0000",
+	  .base = 0xe0000,
+	  .size = 0x4000,
+	  .reg = 0x5e,
+	  .shift = 0 },
 };
 #define NWIN (sizeof(wins) / sizeof(wins[0]))
 #define DATA_WORDS (0x4000 / 4)
@@ -283,21 +302,25 @@ static uint32_t check_win(struct win *w, uint32_t idx)
 	if (!w->exec) {
 		for (k = 0; k < DATA_WORDS; k++) {
 			uint32_t a = w->base + 4 * k;
-			uint32_t want = w->rom ? romsnap[idx - 2][k] : pattern(a);
+			uint32_t want = w->rom ? romsnap[idx - 2][k] :
+						 pattern(a);
 
 			if (rd32(a) != want) {
 				if (!errs)
 					puts("\nERROR view "), puts(w->name),
-						puts(w->rom ? " (rom) at " : " (ram) at "),
-						putx(a), puts(" got "), putx(rd32(a)),
-						puts(" want "), putx(want), putc('\n');
+						puts(w->rom ? " (rom) at " :
+							      " (ram) at "),
+						putx(a), puts(" got "),
+						putx(rd32(a)), puts(" want "),
+						putx(want), putc('\n');
 				errs++;
 			}
 		}
 		return errs;
 	}
 	for (k = 0; k < n; k++) {
-		if (*(volatile uint8_t *)(w->base + w->code_off + k) != (uint8_t)blob[k]) {
+		if (*(volatile uint8_t *)(w->base + w->code_off + k) !=
+		    (uint8_t)blob[k]) {
 			puts("\nERROR code bytes ");
 			puts(w->name);
 			putc('\n');
