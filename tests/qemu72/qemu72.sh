@@ -18,12 +18,14 @@
 #     per toggle, shim against stock
 #
 # Environment: QEMU72_RUNS (stock runs, 3), QEMU72_TOGGLES (shim target,
-# 2000), QEMU72_CONTROL (control toggles, 400), QEMU72_TRACE (1: print the
-# memslot trace of a few stock toggles, 2: only the last toggle's, 0: none), QEMU72_PRELOAD (the shim,
-# ./libkvmas-preload.so), QEMU72_MEM (guest MiB, 32).
+# 2000), QEMU72_CONTROL (toggles of an AP-halted run, 200), QEMU72_ROUNDS
+# (shim/stock pairs of the timing test, 3), QEMU72_TRACE (1: print the
+# memslot trace of a few stock toggles, 2: only the last toggle's, 0: none),
+# QEMU72_PRELOAD (the shim, ./libkvmas-preload.so), QEMU72_MEM (guest MiB, 32).
 RUNS=${QEMU72_RUNS:-3}
 TOGGLES=${QEMU72_TOGGLES:-2000}
-CONTROL=${QEMU72_CONTROL:-400}
+CONTROL=${QEMU72_CONTROL:-200}
+ROUNDS=${QEMU72_ROUNDS:-3}
 TRACE=${QEMU72_TRACE:-1}
 PRELOAD=${QEMU72_PRELOAD:-$PWD/libkvmas-preload.so}
 MEM=${QEMU72_MEM:-32}
@@ -221,27 +223,30 @@ else
 		notok "shim, AP executing: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$TOGGLES toggles, $batches module batches"
 		show shim
 	fi
-	# Wall time per toggle, AP halted: shim and stock alternate (the
-	# host's load moves between runs), stock's first run is test 1's.
-	shim_t=0 stock_t=$ctl_cs bad4=""
-	for r in 1 2; do
+	# Wall time per toggle, AP halted: shim and stock alternate, ROUNDS
+	# pairs (the host's load moves between runs; stock's first run is
+	# test 1's): the ratio of the sums and each pair's ratio.
+	shim_t=0 stock_t=$ctl_cs bad4="" pairs="" r=1 prev=$ctl_cs
+	while :; do
 		run "shimidle$r" idle "$CONTROL" 600 "$PRELOAD"
 		if [ "$R_RC" != 1 ] || [ "$R_KIE" != 0 ] || [ "$R_DOTS" != "$CONTROL" ]; then
 			bad4="$bad4 shimidle$r: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$CONTROL toggles;"
 			show "shimidle$r"
 		fi
 		shim_t=$((shim_t + R_CS))
-		echo "# shim, AP halted, round $r: $(secs "$R_CS") s"
-		[ "$r" = 2 ] && break
+		pairs="$pairs $(ratio "$R_CS" "$prev")"
+		echo "# round $r: stock $(secs "$prev") s, shim $(secs "$R_CS") s"
+		[ "$r" -ge "$ROUNDS" ] && break
+		r=$((r + 1))
 		run "control$r" idle "$CONTROL" 600 ""
 		[ "$R_RC" = 1 ] && [ "$R_KIE" = 0 ] && [ "$R_DOTS" = "$CONTROL" ] ||
 			bad4="$bad4 control$r: rc=$R_RC;"
 		stock_t=$((stock_t + R_CS))
-		echo "# stock, AP halted, round $((r + 1)): $(secs "$R_CS") s"
+		prev=$R_CS
 	done
-	tt=$((CONTROL * 2))
+	tt=$((CONTROL * ROUNDS))
 	if [ -z "$bad4" ]; then
-		ok "wall time, AP halted, 2 x $CONTROL toggles each: shim $(per_toggle "$shim_t" "$tt") ms/toggle, stock $(per_toggle "$stock_t" "$tt") ms/toggle: ratio shim/stock $(ratio "$shim_t" "$stock_t")"
+		ok "wall time, AP halted, $ROUNDS x $CONTROL toggles each: shim $(per_toggle "$shim_t" "$tt") ms/toggle, stock $(per_toggle "$stock_t" "$tt") ms/toggle: ratio shim/stock $(ratio "$shim_t" "$stock_t") (per round:$pairs)"
 	else
 		notok "wall time, AP halted:$bad4"
 	fi
