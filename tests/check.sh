@@ -125,6 +125,11 @@ for lane in $lanes; do
 	# every batch takes the invalidate route: the batch suite, the
 	# contracts and the differential oracle again.
 	boot_suites "$ko" ./shadow-all.sh "$ABI-shadow" single "kvm_amd npt=0"
+	# Boot 4: Debian's unmodified QEMU 7.2 as the VMM of a 2-vCPU guest
+	# that remaps memory under a running vCPU, stock and with the
+	# LD_PRELOAD shim (tests/qemu72/qemu72.sh).
+	payload=$out/payload-qemu72
+	boot_suites "$ko" ./qemu72.sh "$ABI-qemu72" single
 done
 
 say "summary"

@@ -21,6 +21,8 @@ prepare_host() {
 	rm -rf "$out/payload"
 	make -s -C "$top/tests" OUT="$out/payload"
 	install -m 0755 "$top/tools/kvmas.static" "$out/payload/kvmas"
+	# Debian's own QEMU 7.2 as the guest's VMM (tests/qemu72).
+	"$top/tests/qemu72/payload.sh" "$out/payload-qemu72"
 }
 
 # Builds the module for one kernel from a copy of exactly what DKMS ships,

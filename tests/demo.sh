@@ -27,4 +27,15 @@ for lane in $lanes; do
 	# The story only, not the boot: from the demo's banner to its end.
 	tr -d '\r' <"$log" | sed -n '/^== kvm-atomic-slots demo/,/^KVMAS-INIT done/p' |
 		grep -vE '^\[ *[0-9]+\.[0-9]+\]|^KVMAS-'
+	# Scene: an unmodified VMM, Debian's QEMU 7.2, inside this kernel.
+	log=$out/logs/demo-qemu72-$ABI.log
+	echo
+	echo "== Debian's own QEMU 7.2 (unmodified) as the VMM, -accel kvm inside $ABI"
+	echo "   guest pamguest.elf: vCPU0 flips i440FX PAM registers (one PCI config write ="
+	echo "   one QEMU memory transaction), vCPU1 runs code at 0xc4000, 0xf4000, 1 MiB, 4 MiB"
+	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$out/payload-qemu72" \
+		--cmd 'QEMU72_TRACE=2 ./qemu72.sh' --log "$log" --quiet --timeout 600 \
+		>/dev/null 2>&1 || echo "   (a check failed; console log: $log)"
+	tr -d '\r' <"$log" | grep -E '^(ok|not ok) |^# (libkvmtrace|uncovered|  [0-9]|shim run|stock run)' |
+		sed -e 's/^# /   /' -e 's/^ok [0-9]* - /-> /' -e 's/^not ok [0-9]* - /-> FAILED: /'
 done
