@@ -101,9 +101,18 @@ enum pl_counter {
 };
 
 static const char *const counter_names[C_NR] = {
-	"held",		  "held_creates",   "batched",	 "ops_batched",
-	"batch_failed",	  "replayed_ops",   "replay_errors", "passed_through",
-	"validate_refused", "fallbacks",    "vms", "vcpu_waits",
+	"held",
+	"held_creates",
+	"batched",
+	"ops_batched",
+	"batch_failed",
+	"replayed_ops",
+	"replay_errors",
+	"passed_through",
+	"validate_refused",
+	"fallbacks",
+	"vms",
+	"vcpu_waits",
 };
 
 static _Atomic unsigned long counters[C_NR];
@@ -211,8 +220,8 @@ static void note_fallback(const char *why, int err)
 {
 	count(C_FALLBACKS, 1);
 	if (!fallback_reason[0])
-		snprintf(fallback_reason, sizeof(fallback_reason), "%s:%s",
-			 why, strerror(err));
+		snprintf(fallback_reason, sizeof(fallback_reason), "%s:%s", why,
+			 strerror(err));
 	logmsg("pass-through for this VM: %s: %s\n", why, strerror(err));
 }
 
@@ -298,6 +307,7 @@ static int sess_ioctl(struct pl_vm *vm, unsigned long req, void *arg)
 static int vm_session(struct pl_vm *vm)
 {
 	struct kvmas_attach_vm at;
+	const char *dev;
 	int fd, r;
 
 	if (vm->sess_state != SESS_UNTRIED)
@@ -307,9 +317,13 @@ static int vm_session(struct pl_vm *vm)
 		note_fallback("VM type not the default", EOPNOTSUPP);
 		return 0;
 	}
-	fd = open(KVMAS_DEVICE_PATH, O_RDWR | O_CLOEXEC);
+	/* Same override as libkvmas (tests point it elsewhere). */
+	dev = secure_getenv("KVMAS_DEVICE");
+	if (!dev || !*dev)
+		dev = KVMAS_DEVICE_PATH;
+	fd = open(dev, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
-		note_fallback("open " KVMAS_DEVICE_PATH, errno);
+		note_fallback("open the module's device", errno);
 		return 0;
 	}
 	vm->sess = fd;
@@ -321,7 +335,8 @@ static int vm_session(struct pl_vm *vm)
 	r = sess_ioctl(vm, KVMAS_CHECK_EXTENSION,
 		       (void *)(uintptr_t)KVMAS_CAP_BATCH_COMMIT);
 	if (r <= 0) {
-		note_fallback("no KVMAS_CAP_BATCH_COMMIT", r < 0 ? -r : ENOTSUP);
+		note_fallback("no KVMAS_CAP_BATCH_COMMIT",
+			      r < 0 ? -r : ENOTSUP);
 		goto fail;
 	}
 	memset(&at, 0, sizeof(at));
@@ -681,7 +696,8 @@ static int try_hold(struct pl_vm *vm, const struct pl_region2 *m, int v2)
 	 * reason other than the layout goes to KVM, which gives its errno.
 	 */
 	if (m->flags & ~PL_PLAIN_FLAGS || m->guest_phys_addr & (PL_PAGE - 1) ||
-	    m->memory_size & (PL_PAGE - 1) || m->userspace_addr & (PL_PAGE - 1) ||
+	    m->memory_size & (PL_PAGE - 1) ||
+	    m->userspace_addr & (PL_PAGE - 1) ||
 	    m->userspace_addr > PL_USER_MAX ||
 	    m->memory_size > PL_USER_MAX - m->userspace_addr ||
 	    m->guest_phys_addr + m->memory_size < m->guest_phys_addr ||
@@ -689,8 +705,8 @@ static int try_hold(struct pl_vm *vm, const struct pl_region2 *m, int v2)
 		return 0;
 	if (v2 && (m->guest_memfd_offset || m->guest_memfd || m->pad1))
 		return 0;
-	if (vm->nheld && (as_id != (unsigned int)vm->as_id ||
-			  vm->nheld >= PL_MAXHELD))
+	if (vm->nheld &&
+	    (as_id != (unsigned int)vm->as_id || vm->nheld >= PL_MAXHELD))
 		return 0;
 	if (del) {
 		/* A second DELETE of a held id, or of a held CREATE: to KVM. */
@@ -794,7 +810,8 @@ static int memslot_ioctl(struct pl_vm *vm, unsigned long req, void *arg)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->in_use &&
 	    read_user(arg, &m,
-		      v2 ? sizeof(m) : sizeof(struct kvm_userspace_memory_region))) {
+		      v2 ? sizeof(m) :
+			   sizeof(struct kvm_userspace_memory_region))) {
 		held = try_hold(vm, &m, v2);
 		if (!held && vm->nheld) {
 			/* Cannot join the held group: it goes first. */
@@ -849,7 +866,8 @@ static int slow_ioctl(int fd, int kind, unsigned long req, void *arg)
 	struct pl_vm *vm = NULL;
 	long r;
 
-	if (kind == FD_NONE && (req == PL_SET_REGION || req == PL_SET_REGION2) &&
+	if (kind == FD_NONE &&
+	    (req == PL_SET_REGION || req == PL_SET_REGION2) &&
 	    fd_is_kvm_vm(fd)) {
 		/* A VM fd we did not see created (dup, SCM_RIGHTS...). */
 		if (vm_register(fd, ~0UL) >= 0)
