@@ -706,8 +706,12 @@ static int try_hold(struct pl_vm *vm, const struct pl_region2 *m, int v2)
 	    m->guest_phys_addr + m->memory_size < m->guest_phys_addr ||
 	    as_id >= KVMAS_MAX_AS)
 		return 0;
-	if (v2 && (m->guest_memfd_offset || m->guest_memfd || m->pad1))
-		return 0;
+	/*
+	 * REGION2: KVM reads guest_memfd and its offset only with
+	 * KVM_MEM_GUEST_MEMFD (not plain, never held) and ignores the pads
+	 * (6.12 __kvm_set_memory_region); kvm_util passes guest_memfd = -1.
+	 */
+	(void)v2;
 	if (vm->nheld &&
 	    (as_id != (unsigned int)vm->as_id || vm->nheld >= PL_MAXHELD))
 		return 0;

@@ -221,6 +221,57 @@ TEST(fallback_without_device)
 	EXPECT_EQ(0, counter("batched"));
 }
 
+/*
+ * What flushes a held DELETE: munmap of its memory, fork, a vCPU ioctl
+ * (which first waits for the group until the deadline), close of the VM.
+ * Each returns what stock returns.
+ */
+TEST(flush_triggers)
+{
+	static char stock[4096];
+
+	ASSERT_EQ(0, run_vm(0, NULL, "hooks", NULL));
+	strcpy(stock, out);
+	ASSERT_EQ(0, run_vm(1, "KVMAS_PRELOAD_HOLD_MS=200", "hooks", NULL));
+	printf("# stock:\n%s# shim:\n%s", stock, out);
+	dump_counters();
+	EXPECT_EQ(0, field(out, "rc"));
+	EXPECT_EQ(0, field(out, "munmap"));
+	EXPECT_EQ(0, field(out, "get_regs"));
+	EXPECT_EQ(0, field(out, "close"));
+	EXPECT_EQ(4, counter("held"));
+	EXPECT_EQ(1, counter("flush_mm"));
+	EXPECT_EQ(1, counter("flush_fork"));
+	EXPECT_EQ(1, counter("flush_vcpu_ioctl"));
+	EXPECT_GT(counter("vcpu_waits"), 0);
+	EXPECT_EQ(1, counter("flush_close"));
+	EXPECT_EQ(0, counter("flush_timer"));
+	/* The vCPU ioctl waited for the group, at most one 200 ms hold. */
+	EXPECT_GE(field(out, "waited_ms"), 150);
+	EXPECT_LT(field(out, "waited_ms"), 1000);
+}
+
+/*
+ * Dirty bits: stock drops the deleted slot's bitmap and the new slot's
+ * starts empty; with the shim the module carries the bits into the new
+ * slot, so the VMM sees a superset (the pages the guest wrote before).
+ */
+TEST(dirty_bits_carried)
+{
+	ASSERT_EQ(0, run_vm(0, NULL, "dirty", NULL));
+	printf("# stock: %s", out);
+	ASSERT_EQ(0, field(out, "rc"));
+	ASSERT_GT(field(out, "calls"), 0);
+	EXPECT_EQ(0, field(out, "dirty_pages"));
+	ASSERT_EQ(0, run_vm(1, NULL, "dirty", NULL));
+	printf("# shim: %s", out);
+	ASSERT_EQ(0, field(out, "rc"));
+	ASSERT_GT(field(out, "calls"), 0);
+	/* vCPU0's function page and data page. */
+	EXPECT_GE(field(out, "dirty_pages"), 1);
+	EXPECT_EQ(1, counter("batched"));
+}
+
 /* The hot path: a vCPU ioctl costs the same with the shim (no lock). */
 TEST(vcpu_ioctl_cost)
 {

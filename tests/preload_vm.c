@@ -12,7 +12,14 @@
  *              RAM slot, re-create it as RAM + a read-only slot with
  *              another HVA + RAM; prints the final layouts
  *   bench N    N KVM_RUN-free vCPU ioctls (KVM_GET_REGS): cost per call
+ *   hooks      a DELETE followed by munmap of its memory, by fork, by a
+ *              vCPU ioctl from another thread, by close of the VM fd
+ *   dirty      vCPU0 writes in a dirty-logged slot; DELETE + CREATE of
+ *              the same range; prints the dirty pages KVM_GET_DIRTY_LOG
+ *              then reports for the new slot
  */
+#include <pthread.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -284,6 +291,92 @@ static int do_bench(int iters)
 	return 0;
 }
 
+struct regs_arg {
+	int fd;
+	uint64_t us;
+	int rc;
+};
+
+static void *get_regs(void *p)
+{
+	struct regs_arg *a = p;
+	struct kvm_regs regs;
+	uint64_t t0 = wl_now_us();
+
+	a->rc = ioctl(a->fd, KVM_GET_REGS, &regs);
+	a->us = wl_now_us() - t0;
+	return NULL;
+}
+
+static int do_hooks(void)
+{
+	uint64_t gpa = WL_TARGET_GPA, sz = 128 * KiB;
+	struct regs_arg ra = { 0 };
+	uint8_t *extra;
+	struct wl_vm w;
+	pthread_t t;
+	int r, st;
+	pid_t pid;
+
+	r = wl_create(&w, 1, 256 * KiB, 0);
+	extra = guest_mem(64 * KiB);
+	if (r || !extra)
+		return 1;
+	/* munmap of a held DELETE's memory */
+	r = slot(&w, 0, 5, 0, 0x400000, 64 * KiB, extra);
+	r = r ?: slot(&w, 0, 5, 0, 0x400000, 0, extra);
+	printf("mm rc=%d munmap=%d\n", r, munmap(extra, 64 * KiB));
+	/* fork */
+	r = slot(&w, 0, 1, 0, gpa, sz, w.target);
+	r = r ?: slot(&w, 0, 1, 0, gpa, 0, w.target);
+	pid = fork();
+	if (!pid)
+		_exit(0);
+	waitpid(pid, &st, 0);
+	printf("fork rc=%d child=%d\n", r, WEXITSTATUS(st));
+	/* a vCPU ioctl from another thread waits for the deadline */
+	r = slot(&w, 0, 1, 0, gpa, sz, w.target);
+	r = r ?: slot(&w, 0, 1, 0, gpa, 0, w.target);
+	ra.fd = w.vcpu[0];
+	pthread_create(&t, NULL, get_regs, &ra);
+	pthread_join(t, NULL);
+	printf("vcpu rc=%d get_regs=%d waited_ms=%llu\n", r, ra.rc,
+	       (unsigned long long)ra.us / 1000);
+	/* close of the VM fd */
+	r = slot(&w, 0, 1, 0, gpa, sz, w.target);
+	r = r ?: slot(&w, 0, 1, 0, gpa, 0, w.target);
+	printf("close rc=%d close=%d\n", r, close(w.vm));
+	return 0;
+}
+
+static int do_dirty(void)
+{
+	uint64_t gpa = WL_TARGET_GPA, sz = 256 * KiB;
+	unsigned long bm[sz / 4096 / 64 + 1];
+	struct kvm_dirty_log log = { .slot = 1, .dirty_bitmap = bm };
+	unsigned int k, n = 0;
+	struct wl_vm w;
+	int r;
+
+	r = wl_create(&w, 1, sz, 0x1);
+	r = r ?: slot(&w, 0, 1, KVM_MEM_LOG_DIRTY_PAGES, gpa, sz, w.target);
+	if (r || wl_start(&w))
+		return 1;
+	usleep(100 * 1000);
+	wl_stop(&w);
+	/* The VMM re-creates the slot; the guest wrote pages before that. */
+	r = slot(&w, 0, 1, KVM_MEM_LOG_DIRTY_PAGES, gpa, 0, w.target);
+	r = r ?: slot(&w, 0, 1, KVM_MEM_LOG_DIRTY_PAGES, gpa, sz, w.target);
+	memset(bm, 0, sizeof(bm));
+	r = r ?: ioctl(w.vm, KVM_GET_DIRTY_LOG, &log);
+	for (k = 0; k < sz / 4096; k++)
+		n += !!(bm[k / 64] & (1UL << (k % 64)));
+	printf("rc=%d calls=%u dirty_pages=%u\n", r, wl_target_counter(&w, 0),
+	       n);
+	wl_destroy(&w);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -300,7 +393,12 @@ int main(int argc, char **argv)
 		return do_smm();
 	if (!strcmp(mode, "bench"))
 		return do_bench(n);
-	fprintf(stderr, "usage: %s resize|errno|timer|smm|bench [N]\n",
+	if (!strcmp(mode, "hooks"))
+		return do_hooks();
+	if (!strcmp(mode, "dirty"))
+		return do_dirty();
+	fprintf(stderr,
+		"usage: %s resize|errno|timer|smm|bench|hooks|dirty [N]\n",
 		argv[0]);
 	return 2;
 }
