@@ -140,6 +140,7 @@ struct pl_vm {
 	int fd;
 	int sess; /* /dev/kvm-atomic-slots session fd, or -1 */
 	int sess_state;
+	int region2; /* KVM has KVM_SET_USER_MEMORY_REGION2 (6.8+) */
 	unsigned long type; /* KVM_CREATE_VM type; ~0 if not seen */
 	int as_id; /* address space of the held group */
 	unsigned int nheld;
@@ -352,6 +353,8 @@ static int vm_session(struct pl_vm *vm)
 	}
 	set_kind(fd, FD_SESSION, vm - vms);
 	vm->sess_state = SESS_OK;
+	/* KVM_CAP_USER_MEMORY2 */
+	vm->region2 = sys_ioctl(vm->fd, KVM_CHECK_EXTENSION, (void *)231UL) > 0;
 	return 1;
 fail:
 	real_close(fd);
@@ -711,7 +714,8 @@ static int try_hold(struct pl_vm *vm, const struct pl_region2 *m, int v2)
 	 * KVM_MEM_GUEST_MEMFD (not plain, never held) and ignores the pads
 	 * (6.12 __kvm_set_memory_region); kvm_util passes guest_memfd = -1.
 	 */
-	(void)v2;
+	if (v2 && !vm->region2)
+		return 0; /* 6.1: KVM answers ENOTTY */
 	if (vm->nheld &&
 	    (as_id != (unsigned int)vm->as_id || vm->nheld >= PL_MAXHELD))
 		return 0;

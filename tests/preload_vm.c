@@ -119,6 +119,31 @@ static long region(int fd, unsigned int s, unsigned int flags, uint64_t gpa,
 	return ioctl(fd, KVM_SET_USER_MEMORY_REGION, &m);
 }
 
+/* KVM_SET_USER_MEMORY_REGION2 (6.8+; 6.1 answers ENOTTY) */
+struct region2 {
+	__u32 slot, flags;
+	__u64 gpa, size, hva, gmem_offset;
+	__u32 gmem, pad1;
+	__u64 pad2[14];
+};
+#define SET_REGION2 _IOW(KVMIO, 0x49, struct region2)
+
+static long region2(int fd, unsigned int s, unsigned int flags, uint64_t gpa,
+		    uint64_t size, void *hva, __u32 gmem)
+{
+	struct region2 m = {
+		.slot = s,
+		.flags = flags,
+		.gpa = gpa,
+		.size = size,
+		.hva = (uintptr_t)hva,
+		.gmem = gmem,
+		.pad1 = 7,
+	};
+
+	return ioctl(fd, SET_REGION2, &m);
+}
+
 static int do_errno(void)
 {
 	uint64_t gpa = WL_TARGET_GPA, sz = 128 * KiB;
@@ -171,6 +196,18 @@ static int do_errno(void)
 	show("create-1-other-as-overlap",
 	     region(w.vm, 1 << 16 | 1, 0, gpa, sz, t));
 	show("create-1", region(w.vm, 1, 0, gpa, sz, t));
+	/* The same through REGION2, guest_memfd = -1 as kvm_util passes it. */
+	show("v2-delete-missing", region2(w.vm, 7, 0, 0, 0, NULL, -1));
+	show("v2-delete-1", region2(w.vm, 1, 0, gpa, 0, t, -1));
+	show("v2-delete-1-again", region2(w.vm, 1, 0, gpa, 0, t, -1));
+	show("v2-create-1-half", region2(w.vm, 1, 0, gpa, sz / 2, t, -1));
+	show("v2-create-2-half",
+	     region2(w.vm, 2, 0, gpa + sz / 2, sz / 2, t + sz / 2, -1));
+	show("v2-create-1-again", region(w.vm, 1, 0, gpa, sz, t));
+	show("v2-delete-2", region2(w.vm, 2, 0, 0, 0, NULL, 0));
+	show("v2-create-2-bad-gmem-flag",
+	     region2(w.vm, 2, 1 << 2, gpa + sz / 2, sz / 2, t, 3));
+	show("v2-delete-2-again", region2(w.vm, 2, 0, 0, 0, NULL, 0));
 	if (pipe(p))
 		return 1;
 	show("pipe-region", region(p[0], 1, 0, gpa, sz, t));
