@@ -22,12 +22,12 @@ TR=/sys/kernel/debug/tracing
 [ -d "$TR/events" ] || TR=/sys/kernel/tracing
 rc=0
 
-# name|command (small enough for a 3 GiB TCG guest, ~4 min for all modes)
+# name|command (small enough for a 3 GiB TCG guest; dirty_log_test needs -i > 2)
 TESTS="set_memory_region_test|set_memory_region_test
 memslot_modification_stress_test|memslot_modification_stress_test -i 100 -v 2 -b 64M
 memslot_perf_test|memslot_perf_test -s 64 -l 1 -r 1 -f 2 -e 4
-dirty_log_test-bitmap|dirty_log_test -M dirty-log -i 2
-dirty_log_test-ring|dirty_log_test -M dirty-ring -i 2
+dirty_log_test-bitmap|dirty_log_test -M dirty-log -i 3
+dirty_log_test-ring|dirty_log_test -M dirty-ring -i 3
 dirty_log_perf_test|dirty_log_perf_test -i 2 -v 2 -b 64M"
 NTESTS=$(echo "$TESTS" | wc -l)
 
