@@ -120,5 +120,10 @@ fi
 run_mode stock
 # Leave the module as we found it (and prove it loads again).
 insmod "$KO" || rc=1
+t=0
+while [ "$(cat /sys/kernel/livepatch/kvm_atomic_slots/transition 2>/dev/null)" = 1 ] && [ $t -lt 300 ]; do
+	sleep 0.1
+	t=$((t + 1))
+done
 [ -e /tmp/ksft-failed ] && rc=1
 exit $rc
