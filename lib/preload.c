@@ -65,7 +65,8 @@ struct pl_region2 {
 /* A group's deadline rolls with each op it takes, up to this many holds. */
 #define PL_HOLD_CAP 4
 
-enum { FD_NONE = 0, FD_VM, FD_VCPU, FD_SESSION };
+/* FD_SYSTEM: /dev/kvm itself (seen creating a VM): passed through. */
+enum { FD_NONE = 0, FD_VM, FD_VCPU, FD_SESSION, FD_SYSTEM };
 
 enum pl_reason {
 	R_COMPLETE,
@@ -914,11 +915,12 @@ static int slow_ioctl(int fd, int kind, unsigned long req, void *arg)
 		flush_all(R_VCPU_IOCTL);
 	}
 	r = sys_ioctl(fd, req, arg);
-	if (r >= 0 && req == PL_CREATE_VM && kind == FD_NONE &&
-	    fd_is_kvm_vm(r)) {
+	if (r >= 0 && req == PL_CREATE_VM &&
+	    (kind == FD_NONE || kind == FD_SYSTEM) && fd_is_kvm_vm(r)) {
 		int saved = errno;
 
-		vm_register(r, (unsigned long)arg);
+		if (vm_register(r, (unsigned long)arg) >= 0)
+			set_kind(fd, FD_SYSTEM, 0);
 		errno = saved;
 	} else if (r >= 0 && req == PL_CREATE_VCPU && kind == FD_VM) {
 		set_kind(r, FD_VCPU, vm - vms);
@@ -938,7 +940,7 @@ PL_API int ioctl(int fd, unsigned long req, ...)
 
 	kind = kind_of(fd);
 	/* The hot path: no lock, two loads. */
-	if (kind == FD_SESSION ||
+	if (kind == FD_SESSION || (kind == FD_SYSTEM && req != PL_CREATE_VM) ||
 	    (kind == FD_VCPU &&
 	     !atomic_load_explicit(&nheld_vms, memory_order_relaxed)))
 		return sys_ioctl(fd, req, arg);
@@ -964,7 +966,7 @@ static void forget_fd(int fd)
 		return;
 	vm = &vms[atomic_load_explicit(&fdvm[fd], memory_order_relaxed)];
 	set_kind(fd, FD_NONE, 0);
-	if (kind == FD_VCPU)
+	if (kind == FD_VCPU || kind == FD_SYSTEM)
 		return;
 	pthread_mutex_lock(&vm->lock);
 	vm_flush(vm, R_CLOSE);
