@@ -289,6 +289,9 @@ static int vm_register(int fd, unsigned long type)
 		vm->sess_state = SESS_UNTRIED;
 		vm->type = type;
 		vm->nheld = 0;
+		/* KVM_CAP_USER_MEMORY2: 6.8+ has KVM_SET_USER_MEMORY_REGION2 */
+		vm->region2 =
+			sys_ioctl(fd, KVM_CHECK_EXTENSION, (void *)231UL) > 0;
 		atomic_store(&vm->deadline_ns, 0);
 		pthread_mutex_unlock(&vm->lock);
 		set_kind(fd, FD_VM, idx);
@@ -354,8 +357,6 @@ static int vm_session(struct pl_vm *vm)
 	}
 	set_kind(fd, FD_SESSION, vm - vms);
 	vm->sess_state = SESS_OK;
-	/* KVM_CAP_USER_MEMORY2 */
-	vm->region2 = sys_ioctl(vm->fd, KVM_CHECK_EXTENSION, (void *)231UL) > 0;
 	return 1;
 fail:
 	real_close(fd);

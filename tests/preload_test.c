@@ -206,6 +206,29 @@ TEST(pam_pattern_per_address_space)
 	EXPECT_EQ(2, counter("flush_complete"));
 }
 
+/*
+ * KVM_SET_USER_MEMORY_REGION2 (6.12; 6.1 answers ENOTTY, and so must the
+ * shim): held and batched like the first version where KVM has it.
+ */
+TEST(region2)
+{
+	static char stock[4096];
+
+	ASSERT_EQ(0, run_vm(0, NULL, "v2", NULL));
+	strcpy(stock, out);
+	ASSERT_EQ(0, run_vm(1, NULL, "v2", NULL));
+	printf("# %s", out);
+	dump_counters();
+	EXPECT_STREQ(stock, out);
+	if (strstr(out, "v2-create rc=0")) {
+		EXPECT_EQ(1, counter("held"));
+		EXPECT_EQ(1, counter("batched"));
+		EXPECT_EQ(1, counter("flush_complete"));
+	} else {
+		EXPECT_EQ(0, counter("held"));
+	}
+}
+
 /* No module device: one fallback, everything passes through, same errnos. */
 TEST(fallback_without_device)
 {

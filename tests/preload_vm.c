@@ -230,6 +230,23 @@ static int do_errno(void)
 	return 0;
 }
 
+/* A grow through REGION2 with guest_memfd = -1, as 6.12's kvm_util does. */
+static int do_v2(void)
+{
+	uint64_t gpa = WL_TARGET_GPA;
+	struct wl_vm w;
+	long r;
+
+	if (wl_create(&w, 1, 256 * KiB, 0))
+		return 1;
+	r = region2(w.vm, 1, 0, gpa, 128 * KiB, w.target, -1);
+	show("v2-create", r);
+	show("v2-delete", region2(w.vm, 1, 0, gpa, 0, w.target, -1));
+	show("v2-grow", region2(w.vm, 1, 0, gpa, 256 * KiB, w.target, -1));
+	wl_destroy(&w);
+	return 0;
+}
+
 static int do_timer(void)
 {
 	uint64_t t0, t1 = 0;
@@ -430,6 +447,8 @@ int main(int argc, char **argv)
 		return do_smm();
 	if (!strcmp(mode, "bench"))
 		return do_bench(n);
+	if (!strcmp(mode, "v2"))
+		return do_v2();
 	if (!strcmp(mode, "hooks"))
 		return do_hooks();
 	if (!strcmp(mode, "dirty"))
