@@ -148,6 +148,7 @@ struct pl_vm {
 	struct held_op held[PL_MAXHELD];
 	_Atomic uint64_t deadline_ns; /* 0: nothing held */
 	uint64_t first_ns; /* when the group's first op was held */
+	pid_t holder; /* thread that held the group's latest op */
 	pthread_cond_t flushed; /* broadcast when the group is flushed */
 };
 
@@ -806,6 +807,7 @@ static int try_hold(struct pl_vm *vm, const struct pl_region2 *m, int v2)
 
 		if (vm->nheld == 1)
 			vm->first_ns = now;
+		vm->holder = gettid();
 		if (d > vm->first_ns + PL_HOLD_CAP * hold_ns)
 			d = vm->first_ns + PL_HOLD_CAP * hold_ns;
 		atomic_store(&vm->deadline_ns, d);
@@ -875,7 +877,11 @@ static void vcpu_wait(struct pl_vm *vm)
 		uint64_t d = atomic_load(&vm->deadline_ns);
 		struct timespec ts;
 
-		if (!d || now_ns() >= d) {
+		/*
+		 * The thread issuing the group is not concurrent with itself:
+		 * its own vCPU ioctl comes after its updates, flush now.
+		 */
+		if (!d || now_ns() >= d || vm->holder == gettid()) {
 			vm_flush(vm, R_VCPU_IOCTL);
 			break;
 		}

@@ -396,6 +396,12 @@ static int do_hooks(void)
 	pthread_join(t, NULL);
 	printf("vcpu rc=%d get_regs=%d waited_ms=%llu\n", r, ra.rc,
 	       (unsigned long long)ra.us / 1000);
+	/* ... but not when it comes from the thread that held the DELETE */
+	r = slot(&w, 0, 1, 0, gpa, sz, w.target);
+	r = r ?: slot(&w, 0, 1, 0, gpa, 0, w.target);
+	get_regs(&ra);
+	printf("selfvcpu rc=%d get_regs=%d self_waited_ms=%llu\n", r, ra.rc,
+	       (unsigned long long)ra.us / 1000);
 	/* close of the VM fd */
 	r = slot(&w, 0, 1, 0, gpa, sz, w.target);
 	r = r ?: slot(&w, 0, 1, 0, gpa, 0, w.target);
