@@ -266,10 +266,15 @@ TEST(flush_triggers)
 	EXPECT_EQ(5, counter("held"));
 	EXPECT_EQ(1, counter("flush_mm"));
 	EXPECT_EQ(1, counter("flush_fork"));
-	EXPECT_EQ(2, counter("flush_vcpu_ioctl"));
+	/*
+	 * The other thread's ioctl waits until the deadline; then it or the
+	 * helper thread commits, whichever runs first. The holding thread's
+	 * own ioctl commits itself.
+	 */
+	EXPECT_GE(counter("flush_vcpu_ioctl"), 1);
+	EXPECT_EQ(2, counter("flush_vcpu_ioctl") + counter("flush_timer"));
 	EXPECT_GT(counter("vcpu_waits"), 0);
 	EXPECT_EQ(1, counter("flush_close"));
-	EXPECT_EQ(0, counter("flush_timer"));
 	/* The vCPU ioctl waited for the group, at most one 200 ms hold. */
 	EXPECT_GE(field(out, "waited_ms"), 150);
 	EXPECT_LT(field(out, "waited_ms"), 1000);
