@@ -306,12 +306,20 @@ TEST(dirty_bits_carried)
 /* The hot path: a vCPU ioctl costs the same with the shim (no lock). */
 TEST(vcpu_ioctl_cost)
 {
-	double stock, shim;
+	double stock = 0, shim = 0, v;
+	int i;
 
-	ASSERT_EQ(0, run_vm(0, NULL, "bench", "20000"));
-	stock = field(out, "ns_per_call");
-	ASSERT_EQ(0, run_vm(1, NULL, "bench", "20000"));
-	shim = field(out, "ns_per_call");
+	/* Best of 3 each, interleaved: TCG timing is noisy. */
+	for (i = 0; i < 3; i++) {
+		ASSERT_EQ(0, run_vm(0, NULL, "bench", "20000"));
+		v = field(out, "ns_per_call");
+		if (!stock || v < stock)
+			stock = v;
+		ASSERT_EQ(0, run_vm(1, NULL, "bench", "20000"));
+		v = field(out, "ns_per_call");
+		if (!shim || v < shim)
+			shim = v;
+	}
 	printf("# KVM_GET_REGS: stock %.0f ns, shim %.0f ns (%.2fx)\n", stock,
 	       shim, shim / stock);
 	ASSERT_GT(stock, 0);
