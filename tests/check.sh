@@ -52,7 +52,7 @@ host_suite() {
 # is summarised under @label.
 boot_suites() {
 	local ko=$1 script=$2 label=$3 tcg=$4 rc=0 line f
-	local log=$out/logs/$label.log modprobe=() append=()
+	local log=$out/logs/$label.log modprobe=() append=() mem=${BOOT_MEM:-1G}
 
 	[ -z "${5:-}" ] || modprobe=(--modprobe "$5")
 	# Multi-threaded TCG: boot on one CPU, so loading the module (ftrace
@@ -63,7 +63,7 @@ boot_suites() {
 	say "$label: boot ($tcg-threaded TCG) and run $script"
 	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$payload" \
 		--cmd "$script" --log "$log" --timeout "${KVMAS_TIMEOUT:-900}" \
-		--tcg-thread "$tcg" "${modprobe[@]}" "${append[@]}" --quiet || rc=$?
+		--tcg-thread "$tcg" --mem "$mem" "${modprobe[@]}" "${append[@]}" --quiet || rc=$?
 	# The TAP stream, not the boot noise, so CI logs read like kselftest.
 	grep -E '^(not )?ok |^# |^TAP|^1\.\.' "$log" | tr -d '\r' || true
 	line=$("$vm/tap-summary.sh" "$log" "$label") || rc=1
@@ -125,7 +125,18 @@ for lane in $lanes; do
 	# every batch takes the invalidate route: the batch suite, the
 	# contracts and the differential oracle again.
 	boot_suites "$ko" ./shadow-all.sh "$ABI-shadow" single "kvm_amd npt=0"
-	# Boot 4: Debian's unmodified QEMU 7.2 as the VMM of a 2-vCPU guest
+	# Boot 4: the kernel's own KVM selftests (from this lane's Debian
+	# linux-source) with the module, with module + LD_PRELOAD shim, and
+	# stock (module unloaded); see tests/guest/kvm-selftests.sh.
+	if ks=$("$top/tests/kselftest/build-kvm.sh" "$lane" | tail -n 1); then
+		rm -rf "$payload/kselftests"
+		cp -r "$ks" "$payload/kselftests"
+		BOOT_MEM=3G boot_suites "$ko" ./kvm-selftests.sh "$ABI-kselftests" single
+	else
+		count "$ABI-kselftests-build: 0 passed, 1 failed"
+		failed=1
+	fi
+	# Boot 5: Debian's unmodified QEMU 7.2 as the VMM of a 2-vCPU guest
 	# that remaps memory under a running vCPU, stock and with the
 	# LD_PRELOAD shim (tests/qemu72/qemu72.sh).
 	payload=$out/payload-qemu72
