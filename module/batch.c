@@ -44,8 +44,9 @@
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 
+#include "batch.h"
 #include "internals.h"
-#include "kvmas.h"
+#include "session.h"
 
 /* Kernel-side state of one op. */
 struct kvmas_bop {
@@ -104,15 +105,6 @@ static bool kvmas_ranges_overlap(gfn_t a, u64 an, gfn_t b, u64 bn)
 	return a < b + bn && b < a + an;
 }
 
-static bool kvmas_gmem(const struct kvm_memory_slot *slot)
-{
-#ifdef KVM_MEM_GUEST_MEMFD
-	return slot->flags & KVM_MEM_GUEST_MEMFD;
-#else
-	return false;
-#endif
-}
-
 /*
  * The checks __kvm_set_memory_region() makes on a request that names an
  * existing slot with a non-zero size ("modify"): only the gpa and the
@@ -151,7 +143,7 @@ static int kvmas_validate_op(struct kvm *kvm, struct kvm_memslots *slots,
 	if (__test_and_set_bit(u->slot, seen))
 		return -EINVAL;
 	old = id_to_memslot(slots, u->slot);
-	if (old && kvmas_gmem(old))
+	if (old && kvmas_slot_is_gmem(old))
 		return -EOPNOTSUPP;
 	b->old = old;
 	if (u->dirty_bitmap && u->op != KVMAS_OP_DELETE &&
@@ -595,33 +587,13 @@ static void kvmas_edit_inactive(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 }
 
 /*
- * Whether the single-swap fence route is safe for this VM. x86 shadow pages
- * (shadow paging, nested guests) account into their memslot's arch data and
- * must be zapped while the slot is INVALID, as KVM does; without any shadow
- * root and without rmaps there are none. Stable while slots_arch_lock is
- * held, which is the lock shadow roots (and rmaps) are first allocated
- * under.
+ * Whether the single-swap fence route is safe for this VM: no shadow pages
+ * can be accounted into slot arch data (compat.h). Caller holds slots_lock;
+ * a commit holds slots_arch_lock too, which keeps the answer stable.
  */
 static bool kvmas_fence_route_ok(struct kvm *kvm)
 {
-#ifdef CONFIG_X86
-	struct kvm_memory_slot *s;
-	int bkt;
-
-	/* Pairs with the smp_store_release() in mmu_first_shadow_root_alloc(). */
-	if (smp_load_acquire(&kvm->arch.shadow_root_allocated))
-		return false;
-	/*
-	 * Without the TDP MMU (e.g. kvm_amd npt=0) the flag above stays clear
-	 * as long as the guest runs on direct roots, yet the legacy MMU keeps
-	 * rmaps in every slot's arch data, all slots or none: one slot tells.
-	 */
-	kvm_for_each_memslot(s, bkt, __kvm_memslots(kvm, 0))
-		return !s->arch.rmap[0];
-	return true;
-#else
-	return true;
-#endif
+	return !kvmas_arch_shadow_mmu_in_use(kvm);
 }
 
 /* Adds @s's gfn range to the fence, and its hva range to the 6.1 fence. */
