@@ -47,10 +47,39 @@ FIXTURE_TEARDOWN(b)
 	close(self->vm);
 }
 
+/*
+ * The capabilities say what the module does: GET_CAPS and CHECK_EXTENSION
+ * agree, and the advertised maximum is exactly the batch size the module
+ * accepts (validated, dry run) while one op more is refused (EMSGSIZE).
+ */
 TEST_F(b, capabilities)
 {
+	struct kvmas_caps caps = { .size = sizeof(caps) };
+	struct kvmas_batch_op *ops;
+	struct batch_res r;
+	int max, i;
+
+	ASSERT_EQ(0, ioctl(self->dev, KVMAS_GET_CAPS, &caps));
+	EXPECT_TRUE(caps.caps & (1ULL << KVMAS_CAP_BATCH_COMMIT));
 	EXPECT_EQ(1, kvmas_cap(KVMAS_CAP_BATCH_COMMIT));
-	EXPECT_EQ(KVMAS_MAX_BATCH_OPS, kvmas_cap(KVMAS_CAP_MAX_BATCH_OPS));
+	max = kvmas_cap(KVMAS_CAP_MAX_BATCH_OPS);
+	EXPECT_EQ(max, caps.max_batch_ops);
+	/* The uapi's constant is what a VMM compiled against it may send. */
+	EXPECT_EQ(KVMAS_MAX_BATCH_OPS, max);
+	ASSERT_GT(max, 0);
+	/* One 4 KiB page per op: @max creations need @max pages of memory. */
+	ASSERT_LE((uint64_t)max + 1, 64 * MiB / (4 * KiB));
+	ops = calloc(max + 1, sizeof(*ops));
+	ASSERT_NE(NULL, ops);
+	for (i = 0; i <= max; i++)
+		ops[i] = op(KVMAS_OP_CREATE, i, (uint64_t)i * 4 * KiB, 4 * KiB,
+			    self->m + (uint64_t)i * 4 * KiB, 0);
+	r = commit(self->dev, ops, max, KVMAS_BATCH_VALIDATE_ONLY);
+	EXPECT_EQ(0, r.err);
+	EXPECT_EQ(-1, r.index);
+	r = commit(self->dev, ops, max + 1, KVMAS_BATCH_VALIDATE_ONLY);
+	EXPECT_EQ(-EMSGSIZE, r.err);
+	free(ops);
 }
 
 TEST_F(b, split_merge_resize_move_ro)
