@@ -169,6 +169,7 @@ int rv_run_pass(struct ringvm *r, int i)
 void rv_ring(struct ringvm *r, int i, struct kvmas_ring *kr)
 {
 	memset(kr, 0, sizeof(*kr));
+	kr->size = sizeof(*kr);
 	kr->gfns = r->ring[i];
 	kr->entries = r->ring_entries;
 	kr->vcpu_id = i;

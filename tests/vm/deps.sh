@@ -27,6 +27,7 @@ PKGS=(
 	pkg-config
 	libnl-genl-3-dev # userspace tools talk generic netlink
 	libnl-3-dev
+	abigail-tools # lib abi-check: abidiff against the release's ABI dump
 	clang-format # tests/source-check.sh: no drift from the kernel's .clang-format
 )
 
