@@ -538,6 +538,9 @@ static void kvmas_commit_one(struct kvm *kvm, struct kvmas_bop *b)
 {
 	struct kvm_memory_slot *old = b->old, *new = b->new;
 
+	/* After the final swap: slots_arch_lock is already dropped. */
+	lockdep_assert_held(&kvm->slots_lock);
+
 	switch (b->u.op) {
 	case KVMAS_OP_CREATE:
 		kvmas_commit_create(kvm, new);
@@ -622,6 +625,7 @@ static void kvmas_publish_fenced(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 {
 	unsigned long hva_lo = ULONG_MAX, hva_hi = 0;
 	u32 i, nr = 0;
+	lockdep_assert_held(&kvm->slots_arch_lock);
 
 	for (i = 0; i < n; i++) {
 		if (kvmas_op_removes(&b[i]))
@@ -680,6 +684,7 @@ static int kvmas_publish_invalid(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	unsigned long epoch = kvmas_arch_prepare_epoch(kvm);
 	u32 i;
 	int r;
+	lockdep_assert_held(&kvm->slots_arch_lock);
 
 	for (i = 0; i < n; i++)
 		if (kvmas_op_removes(&b[i]))
