@@ -85,10 +85,11 @@ TEST(capability)
 	patch_wait_settled();
 	cap = kvmas_cap(KVMAS_CAP_RING_RESET);
 	TH_LOG("KVMAS_CAP_RING_RESET = %d", cap);
-	if (kvmas_cap(KVMAS_CAP_HARDENED_RING_RESET) > 0)
+	if (kvmas_cap(KVMAS_CAP_HARDENED_RING_RESET) > 0) {
 		EXPECT_EQ(KVMAS_RING_RESET_PARALLEL, cap);
-	else
+	} else {
 		EXPECT_TRUE(cap == 0 || cap == KVMAS_RING_RESET_SERIAL);
+	}
 
 	ASSERT_EQ(0, rv_create(&r, 1, 1024, 8));
 	kv = attach(r.vm);
