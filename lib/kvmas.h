@@ -260,7 +260,10 @@ struct kvmas_ring {
 #define KVMAS_RING_MIN_SIZE \
 	(offsetof(struct kvmas_ring, bytes) + sizeof(size_t))
 /* Initialiser for a ring the caller allocates: struct kvmas_ring r = KVMAS_RING_INIT; */
-#define KVMAS_RING_INIT { .size = sizeof(struct kvmas_ring) }
+#define KVMAS_RING_INIT                           \
+	{                                         \
+		.size = sizeof(struct kvmas_ring) \
+	}
 
 /* kvmas_ring_enable() flags: also ..._WITH_BITMAP if KVM has it */
 #define KVMAS_RING_ENABLE_WITH_BITMAP (1U << 0)

@@ -648,10 +648,9 @@ static void push(struct kvm_dirty_gfn *ring, __u32 entries, __u32 *prod,
 static void test_ring(struct kvmas *kv)
 {
 	struct kvm_dirty_gfn gfns[16];
-	struct kvmas_ring r = { .size = sizeof(r),
-				.gfns = gfns,
-				.entries = 16,
-				.vcpu_id = 7 };
+	struct kvmas_ring r = {
+		.size = sizeof(r), .gfns = gfns, .entries = 16, .vcpu_id = 7
+	};
 	struct kvmas_ring *rp = &r, old = r;
 	struct kvmas_ring *oldp = &old;
 	struct collected c = { 0 };

@@ -48,6 +48,15 @@
 #include "internals.h"
 #include "session.h"
 
+/*
+ * A logged slot's dirty_bitmap holds two bitmaps, as kvm_alloc_dirty_bitmap()
+ * allocates it: the bitmap itself and the second half KVM_GET_DIRTY_LOG
+ * uses as its buffer (kvm_second_dirty_bitmap()).
+ */
+#define KVMAS_DIRTY_BITMAPS_PER_SLOT 2
+/* The fence covers an op's old range (if it removes) and new (if it inserts). */
+#define KVMAS_FENCE_RANGES_PER_OP 2
+
 /* Kernel-side state of one op. */
 struct kvmas_bop {
 	struct kvmas_batch_op u;
@@ -408,8 +417,11 @@ static int kvmas_prepare_new(struct kvm *kvm, struct kvmas_bop *b,
 	} else if (old && old->dirty_bitmap) {
 		new->dirty_bitmap = old->dirty_bitmap;
 	} else if (kvmas_use_dirty_bitmap(kvm)) {
-		new->dirty_bitmap = __vmalloc(2 * kvm_dirty_bitmap_bytes(new),
-					      GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+		/* KVM's layout: the bitmap, then its GET_DIRTY_LOG buffer. */
+		new->dirty_bitmap =
+			__vmalloc(KVMAS_DIRTY_BITMAPS_PER_SLOT *
+					  kvm_dirty_bitmap_bytes(new),
+				  GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 		if (!new->dirty_bitmap)
 			return -ENOMEM;
 		b->fresh_bitmap = true;
@@ -750,7 +762,9 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	lockdep_assert_held(&kvm->slots_lock);
 	for (i = 0; i < n; i++)
 		removals |= kvmas_op_removes(&b[i]);
-	ranges = kvmalloc_array(2 * n, sizeof(*ranges), GFP_KERNEL_ACCOUNT);
+	/* Each op fences at most its old and its new range. */
+	ranges = kvmalloc_array(KVMAS_FENCE_RANGES_PER_OP * n, sizeof(*ranges),
+				GFP_KERNEL_ACCOUNT);
 	if (!ranges)
 		return -ENOMEM;
 

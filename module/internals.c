@@ -235,6 +235,15 @@ static bool __maybe_unused kvmas_is_symbol_start(unsigned long addr)
 }
 
 /*
+ * A64 encodings of the instructions an indirect call may land on with BTI
+ * enabled (Arm ARM: BTI c/jc; PACIxSP are implicit BTI c landing pads).
+ */
+#define KVMAS_A64_BTI_C 0xd503245fU
+#define KVMAS_A64_BTI_JC 0xd50324dfU
+#define KVMAS_A64_PACIASP 0xd503233fU
+#define KVMAS_A64_PACIBSP 0xd503237fU
+
+/*
  * Returns the entry to call for a function whose probe address is @addr,
  * or NULL with @why set if an indirect call there would not be accepted.
  */
@@ -248,17 +257,17 @@ static void *kvmas_landing_pad(unsigned long addr, const char **why)
 	 * bytes past its start. An ENDBR sealed at boot (objtool: address
 	 * never taken) reads as a NOP and the probe sits at the start.
 	 */
-	if (copy_from_kernel_nofault(&insn, (void *)(addr - 4), sizeof(insn)) ||
-	    !is_endbr(insn) || !kvmas_is_symbol_start(addr - 4)) {
+	addr -= ENDBR_INSN_SIZE;
+	if (copy_from_kernel_nofault(&insn, (void *)addr, sizeof(insn)) ||
+	    !is_endbr(insn) || !kvmas_is_symbol_start(addr)) {
 		*why = "no live ENDBR64 (sealed or never emitted)";
 		return NULL;
 	}
-	return (void *)(addr - 4);
+	return (void *)addr;
 #elif defined(CONFIG_ARM64_BTI_KERNEL)
 	if (copy_from_kernel_nofault(&insn, (void *)addr, sizeof(insn)) ||
-	    !(insn == 0xd503245f || insn == 0xd50324df || /* BTI C, BTI JC */
-	      insn == 0xd503233f ||
-	      insn == 0xd503237f)) { /* PACIASP, PACIBSP */
+	    !(insn == KVMAS_A64_BTI_C || insn == KVMAS_A64_BTI_JC ||
+	      insn == KVMAS_A64_PACIASP || insn == KVMAS_A64_PACIBSP)) {
 		*why = "no BTI landing pad";
 		return NULL;
 	}

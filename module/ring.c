@@ -114,6 +114,8 @@ static bool kvmas_group_add(struct kvmas_group *g, struct kvm_memory_slot *ms,
 	return false;
 }
 
+#define KVMAS_RING_SLOT_AS_SHIFT 16
+
 /* What keeps the memslots a walk looks up alive: SRCU or slots_lock. */
 #define kvmas_assert_memslots_stable(kvm)                              \
 	RCU_LOCKDEP_WARN(!srcu_read_lock_held(&(kvm)->srcu) &&         \
@@ -128,7 +130,8 @@ static bool kvmas_group_add(struct kvmas_group *g, struct kvm_memory_slot *ms,
 static struct kvm_memory_slot *kvmas_entry_slot(struct kvm *kvm, u32 slot,
 						u64 offset)
 {
-	u32 as_id = slot >> 16, id = (u16)slot;
+	/* KVM's ring encoding of a slot: as_id << 16 | id (kvm_dirty_ring.h). */
+	u32 as_id = slot >> KVMAS_RING_SLOT_AS_SHIFT, id = (u16)slot;
 	struct kvm_memory_slot *ms;
 
 	kvmas_assert_memslots_stable(kvm);
