@@ -427,7 +427,7 @@ TEST(ring_reset_outputs_unwritable)
 	if (kvmas_cap(KVMAS_CAP_RING_RESET) <= 0)
 		SKIP(return, "no per-vCPU ring reset on this kernel");
 	ASSERT_EQ(0, arena_init(&a));
-	ASSERT_EQ(0, rv_create(&r, 1, 1024, 16));
+	ASSERT_EQ(0, rv_create(&r, 1, RV_RING_ENTRIES, 16));
 	ASSERT_EQ(0, kvmas_open(&kv));
 	ASSERT_EQ(0, kvmas_attach_vm(kv, r.vm));
 	rv_ring(&r, 0, &kr);
