@@ -238,17 +238,32 @@ KVMAS_API int kvmas_batch_describe_error(const struct kvmas_batch *b, int err,
  * KVMAS_RING_RESET_PARALLEL.
  */
 struct kvmas_ring {
+	/*
+	 * in: sizeof(struct kvmas_ring) as the caller was compiled with; set
+	 * it (KVMAS_RING_INIT) before any kvmas_ring_*() call. The library
+	 * reads and writes no byte past it, so later versions can append
+	 * fields; it refuses a size below KVMAS_RING_MIN_SIZE (-EINVAL).
+	 */
+	__u32 size;
+	__u32 vcpu_id; /* as given to KVM_CREATE_VCPU */
 	struct kvm_dirty_gfn *gfns; /* the vCPU's ring, mmap'd from its fd */
 	__u32 entries; /* ring size in entries (a power of two) */
-	__u32 vcpu_id; /* as given to KVM_CREATE_VCPU */
 	__u32 fetch; /* free-running harvest index (KVM's numbering) */
 	__u32 reset_index; /* KVM's reset index, as of the last reset */
 	__u32 last_reset; /* entries the last reset released */
 	__u32 stop_reason; /* enum kvmas_ring_stop of the last reset */
 	__u32 invalid; /* entries of the last reset that named no page */
-	__u32 __pad;
 	size_t bytes; /* mapping length */
 };
+
+/* The first (2.0) layout: the smallest size the library accepts. */
+#define KVMAS_RING_MIN_SIZE \
+	(offsetof(struct kvmas_ring, bytes) + sizeof(size_t))
+/* Initialiser for a ring the caller allocates: struct kvmas_ring r = KVMAS_RING_INIT; */
+#define KVMAS_RING_INIT                           \
+	{                                         \
+		.size = sizeof(struct kvmas_ring) \
+	}
 
 /* kvmas_ring_enable() flags: also ..._WITH_BITMAP if KVM has it */
 #define KVMAS_RING_ENABLE_WITH_BITMAP (1U << 0)
@@ -275,14 +290,15 @@ struct kvmas_ring {
 KVMAS_API int kvmas_ring_enable(int vm_fd, __u32 bytes, unsigned int flags);
 
 /*
- * kvmas_ring_map() - map vCPU @vcpu_fd's ring into @r (zeroed first).
+ * kvmas_ring_map() - map vCPU @vcpu_fd's ring into @r (every field after
+ * @r->size zeroed first; @r->size must be set, see struct kvmas_ring).
  * @bytes: the VM's ring size in bytes; @vcpu_id: its KVM_CREATE_VCPU id.
  * The fetch index starts at 0: call this before the vCPU first runs.
  * Return: 0 or -errno from mmap().
  */
 KVMAS_API int kvmas_ring_map(struct kvmas_ring *r, int vcpu_fd,
 			     unsigned int vcpu_id, __u32 bytes);
-/* kvmas_ring_unmap() - undo kvmas_ring_map(); safe on a zeroed ring. */
+/* kvmas_ring_unmap() - undo kvmas_ring_map(); safe on an unmapped ring. */
 KVMAS_API void kvmas_ring_unmap(struct kvmas_ring *r);
 
 /* Called once per harvested entry: slot is as_id << 16 | id, offset in pages. */

@@ -20,6 +20,20 @@
 #define KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP 225
 #endif
 
+/* Fields a caller's ring has, by its size (none past @r->size is touched). */
+static int kvmas_ring_ok(const struct kvmas_ring *r)
+{
+	return r && r->size >= KVMAS_RING_MIN_SIZE;
+}
+
+/* Zeroes everything after @r->size's own field, up to what both know. */
+static void kvmas_ring_clear(struct kvmas_ring *r)
+{
+	size_t n = r->size < sizeof(*r) ? r->size : sizeof(*r);
+
+	memset((char *)r + sizeof(r->size), 0, n - sizeof(r->size));
+}
+
 static int kvm_enable_cap(int vm_fd, __u32 cap, __u64 arg0)
 {
 	struct kvm_enable_cap c = { .cap = cap, .args = { arg0 } };
@@ -64,7 +78,9 @@ KVMAS_API int kvmas_ring_map(struct kvmas_ring *r, int vcpu_fd,
 	long page = sysconf(_SC_PAGESIZE);
 	void *p;
 
-	memset(r, 0, sizeof(*r));
+	if (!kvmas_ring_ok(r))
+		return -EINVAL;
+	kvmas_ring_clear(r);
 	if (!bytes || (bytes & (bytes - 1)) ||
 	    bytes < sizeof(struct kvm_dirty_gfn))
 		return -EINVAL;
@@ -82,17 +98,22 @@ KVMAS_API int kvmas_ring_map(struct kvmas_ring *r, int vcpu_fd,
 
 KVMAS_API void kvmas_ring_unmap(struct kvmas_ring *r)
 {
+	if (!kvmas_ring_ok(r))
+		return;
 	if (r->gfns)
 		munmap(r->gfns, r->bytes);
-	memset(r, 0, sizeof(*r));
+	kvmas_ring_clear(r);
 }
 
 KVMAS_API __u32 kvmas_ring_harvest(struct kvmas_ring *r,
 				   kvmas_ring_collect_fn *fn, void *opaque,
 				   __u32 max)
 {
-	__u32 n = 0, lap = r->entries;
+	__u32 n = 0, lap;
 
+	if (!kvmas_ring_ok(r))
+		return 0;
+	lap = r->entries;
 	if (!max || max > lap)
 		max = lap;
 	while (n < max) {
@@ -122,6 +143,13 @@ KVMAS_API __u32 kvmas_ring_harvest(struct kvmas_ring *r,
 	}
 	return n;
 }
+
+/*
+ * Calls one reset makes when signals keep cutting it short; each call that
+ * stops on a signal has still reset what it reached, so this only bounds
+ * the time spent under a signal storm.
+ */
+#define KVMAS_RING_SIGNAL_RETRIES 16
 
 /* Rings per KVMAS_RESET_RING call made here (the stack buffer). */
 #define KVMAS_RING_BATCH 64
@@ -170,10 +198,13 @@ KVMAS_API long kvmas_ring_reset(struct kvmas *kv,
 
 	if (flags & KVMAS_RING_RESET_ALL_COLLECTED)
 		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (!kvmas_ring_ok(rings[i]))
+			return -EINVAL;
 	for (i = 0; i < n; i += k) {
 		k = n - i < KVMAS_RING_BATCH ? n - i : KVMAS_RING_BATCH;
 		/* A pending signal ends a call early with nothing lost: redo. */
-		for (tries = 0; tries < 16; tries++) {
+		for (tries = 0; tries < KVMAS_RING_SIGNAL_RETRIES; tries++) {
 			signalled = 0;
 			got = kvmas_ring_reset_some(kvmas_fd(kv), rings + i, k,
 						    flags, &signalled);
@@ -187,6 +218,13 @@ KVMAS_API long kvmas_ring_reset(struct kvmas *kv,
 	return total;
 }
 
+/*
+ * Default harvest+reset rounds of a drain: a vCPU that is stopped (ring
+ * full, or the VM paused) is empty after one; the rest covers pushes that
+ * were in flight when the first harvest ran.
+ */
+#define KVMAS_RING_DRAIN_ROUNDS 4
+
 KVMAS_API long kvmas_ring_drain(struct kvmas *kv, struct kvmas_ring *r,
 				kvmas_ring_collect_fn *fn, void *opaque,
 				unsigned int rounds)
@@ -194,8 +232,10 @@ KVMAS_API long kvmas_ring_drain(struct kvmas *kv, struct kvmas_ring *r,
 	long total = 0, got;
 	__u32 n;
 
+	if (!kvmas_ring_ok(r))
+		return -EINVAL;
 	if (!rounds)
-		rounds = 4;
+		rounds = KVMAS_RING_DRAIN_ROUNDS;
 	while (rounds--) {
 		n = kvmas_ring_harvest(r, fn, opaque, 0);
 		total += n;

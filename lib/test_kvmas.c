@@ -648,8 +648,11 @@ static void push(struct kvm_dirty_gfn *ring, __u32 entries, __u32 *prod,
 static void test_ring(struct kvmas *kv)
 {
 	struct kvm_dirty_gfn gfns[16];
-	struct kvmas_ring r = { .gfns = gfns, .entries = 16, .vcpu_id = 7 };
-	struct kvmas_ring *rp = &r;
+	struct kvmas_ring r = {
+		.size = sizeof(r), .gfns = gfns, .entries = 16, .vcpu_id = 7
+	};
+	struct kvmas_ring *rp = &r, old = r;
+	struct kvmas_ring *oldp = &old;
 	struct collected c = { 0 };
 	__u32 prod = 0, i, h;
 	long got;
@@ -660,6 +663,18 @@ static void test_ring(struct kvmas *kv)
 
 	for (i = 0; i < 5; i++)
 		push(gfns, 16, &prod, 1 << 16 | 3, 100 + i);
+	/*
+	 * A ring whose caller did not say its size is refused and left alone:
+	 * nothing harvested from a full ring, not reset, not cleared by a map
+	 * (a valid fd-less map would clear it first, then fail with EBADF).
+	 */
+	old.size = KVMAS_RING_MIN_SIZE - 1;
+	ok(kvmas_ring_harvest(&old, collect, &c, 0) == 0 && !c.n &&
+		   gfns[0].flags == KVM_DIRTY_GFN_F_DIRTY &&
+		   kvmas_ring_reset(kv, &oldp, 1, 0) == -EINVAL &&
+		   kvmas_ring_map(&old, -1, 0, 4096) == -EINVAL &&
+		   old.gfns == gfns && old.fetch == 0,
+	   "a ring without its size is refused (EINVAL) and left alone");
 	h = kvmas_ring_harvest(&r, collect, &c, 0);
 	ok(h == 5 && c.n == 5 && r.fetch == 5 && c.slot[0] == (1 << 16 | 3) &&
 		   c.off[0] == 100 && c.off[4] == 104,

@@ -44,8 +44,18 @@
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 
+#include "batch.h"
 #include "internals.h"
-#include "kvmas.h"
+#include "session.h"
+
+/*
+ * A logged slot's dirty_bitmap holds two bitmaps, as kvm_alloc_dirty_bitmap()
+ * allocates it: the bitmap itself and the second half KVM_GET_DIRTY_LOG
+ * uses as its buffer (kvm_second_dirty_bitmap()).
+ */
+#define KVMAS_DIRTY_BITMAPS_PER_SLOT 2
+/* The fence covers an op's old range (if it removes) and new (if it inserts). */
+#define KVMAS_FENCE_RANGES_PER_OP 2
 
 /* Kernel-side state of one op. */
 struct kvmas_bop {
@@ -104,15 +114,6 @@ static bool kvmas_ranges_overlap(gfn_t a, u64 an, gfn_t b, u64 bn)
 	return a < b + bn && b < a + an;
 }
 
-static bool kvmas_gmem(const struct kvm_memory_slot *slot)
-{
-#ifdef KVM_MEM_GUEST_MEMFD
-	return slot->flags & KVM_MEM_GUEST_MEMFD;
-#else
-	return false;
-#endif
-}
-
 /*
  * The checks __kvm_set_memory_region() makes on a request that names an
  * existing slot with a non-zero size ("modify"): only the gpa and the
@@ -151,7 +152,7 @@ static int kvmas_validate_op(struct kvm *kvm, struct kvm_memslots *slots,
 	if (__test_and_set_bit(u->slot, seen))
 		return -EINVAL;
 	old = id_to_memslot(slots, u->slot);
-	if (old && kvmas_gmem(old))
+	if (old && kvmas_slot_is_gmem(old))
 		return -EOPNOTSUPP;
 	b->old = old;
 	if (u->dirty_bitmap && u->op != KVMAS_OP_DELETE &&
@@ -416,8 +417,11 @@ static int kvmas_prepare_new(struct kvm *kvm, struct kvmas_bop *b,
 	} else if (old && old->dirty_bitmap) {
 		new->dirty_bitmap = old->dirty_bitmap;
 	} else if (kvmas_use_dirty_bitmap(kvm)) {
-		new->dirty_bitmap = __vmalloc(2 * kvm_dirty_bitmap_bytes(new),
-					      GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+		/* KVM's layout: the bitmap, then its GET_DIRTY_LOG buffer. */
+		new->dirty_bitmap =
+			__vmalloc(KVMAS_DIRTY_BITMAPS_PER_SLOT *
+					  kvm_dirty_bitmap_bytes(new),
+				  GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 		if (!new->dirty_bitmap)
 			return -ENOMEM;
 		b->fresh_bitmap = true;
@@ -546,6 +550,9 @@ static void kvmas_commit_one(struct kvm *kvm, struct kvmas_bop *b)
 {
 	struct kvm_memory_slot *old = b->old, *new = b->new;
 
+	/* After the final swap: slots_arch_lock is already dropped. */
+	lockdep_assert_held(&kvm->slots_lock);
+
 	switch (b->u.op) {
 	case KVMAS_OP_CREATE:
 		kvmas_commit_create(kvm, new);
@@ -595,33 +602,13 @@ static void kvmas_edit_inactive(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 }
 
 /*
- * Whether the single-swap fence route is safe for this VM. x86 shadow pages
- * (shadow paging, nested guests) account into their memslot's arch data and
- * must be zapped while the slot is INVALID, as KVM does; without any shadow
- * root and without rmaps there are none. Stable while slots_arch_lock is
- * held, which is the lock shadow roots (and rmaps) are first allocated
- * under.
+ * Whether the single-swap fence route is safe for this VM: no shadow pages
+ * can be accounted into slot arch data (compat.h). Caller holds slots_lock;
+ * a commit holds slots_arch_lock too, which keeps the answer stable.
  */
 static bool kvmas_fence_route_ok(struct kvm *kvm)
 {
-#ifdef CONFIG_X86
-	struct kvm_memory_slot *s;
-	int bkt;
-
-	/* Pairs with the smp_store_release() in mmu_first_shadow_root_alloc(). */
-	if (smp_load_acquire(&kvm->arch.shadow_root_allocated))
-		return false;
-	/*
-	 * Without the TDP MMU (e.g. kvm_amd npt=0) the flag above stays clear
-	 * as long as the guest runs on direct roots, yet the legacy MMU keeps
-	 * rmaps in every slot's arch data, all slots or none: one slot tells.
-	 */
-	kvm_for_each_memslot(s, bkt, __kvm_memslots(kvm, 0))
-		return !s->arch.rmap[0];
-	return true;
-#else
-	return true;
-#endif
+	return !kvmas_arch_shadow_mmu_in_use(kvm);
 }
 
 /* Adds @s's gfn range to the fence, and its hva range to the 6.1 fence. */
@@ -650,6 +637,7 @@ static void kvmas_publish_fenced(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 {
 	unsigned long hva_lo = ULONG_MAX, hva_hi = 0;
 	u32 i, nr = 0;
+	lockdep_assert_held(&kvm->slots_arch_lock);
 
 	for (i = 0; i < n; i++) {
 		if (kvmas_op_removes(&b[i]))
@@ -708,6 +696,7 @@ static int kvmas_publish_invalid(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	unsigned long epoch = kvmas_arch_prepare_epoch(kvm);
 	u32 i;
 	int r;
+	lockdep_assert_held(&kvm->slots_arch_lock);
 
 	for (i = 0; i < n; i++)
 		if (kvmas_op_removes(&b[i]))
@@ -773,7 +762,9 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	lockdep_assert_held(&kvm->slots_lock);
 	for (i = 0; i < n; i++)
 		removals |= kvmas_op_removes(&b[i]);
-	ranges = kvmalloc_array(2 * n, sizeof(*ranges), GFP_KERNEL_ACCOUNT);
+	/* Each op fences at most its old and its new range. */
+	ranges = kvmalloc_array(KVMAS_FENCE_RANGES_PER_OP * n, sizeof(*ranges),
+				GFP_KERNEL_ACCOUNT);
 	if (!ranges)
 		return -ENOMEM;
 

@@ -4,8 +4,11 @@
  * (Debian bookworm 6.1 and bookworm-backports 6.12). Force-included by
  * module/Kbuild before every source file; it includes the KVM header it
  * adapts so that its #ifdefs see KVM's own definitions. The KVMAS_HAVE_*
- * inputs come from header probes in Kbuild. No other file tests
- * LINUX_VERSION_CODE.
+ * inputs come from header probes in Kbuild (headers first; a version test
+ * only where no header says it, and there is none today). No other file
+ * tests a KVMAS_HAVE_* probe, a KVM feature macro or LINUX_VERSION_CODE;
+ * the route (livepatch/kallsyms) and landing-pad checks in internals.c are
+ * configuration, not kernel-version, differences.
  */
 #ifndef KVMAS_COMPAT_H
 #define KVMAS_COMPAT_H
@@ -14,6 +17,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/kvm_host.h>
+#include <linux/lockdep.h>
 #include <linux/pagemap.h>
 
 /*
@@ -57,9 +61,36 @@
 #ifdef KVM_HAVE_MMU_RWLOCK
 #define kvmas_mmu_write_lock(kvm) write_lock(&(kvm)->mmu_lock)
 #define kvmas_mmu_write_unlock(kvm) write_unlock(&(kvm)->mmu_lock)
+#define kvmas_lockdep_assert_mmu_write_held(kvm) \
+	lockdep_assert_held_write(&(kvm)->mmu_lock)
 #else
 #define kvmas_mmu_write_lock(kvm) spin_lock(&(kvm)->mmu_lock)
 #define kvmas_mmu_write_unlock(kvm) spin_unlock(&(kvm)->mmu_lock)
+#define kvmas_lockdep_assert_mmu_write_held(kvm) \
+	lockdep_assert_held(&(kvm)->mmu_lock)
+#endif
+
+/*
+ * The fence KVM raises around mmu-notifier invalidations (internals.c):
+ * 6.12 (kvm_mmu_invalidate_range_add() exists) keys it by gfn ranges added
+ * between kvm_mmu_invalidate_begin(kvm) and _end(kvm); 6.1 by one host
+ * virtual range passed to begin(kvm, start, end) and end(kvm, start, end).
+ * kvmas_fence_by_gfn() is a constant, so the other form's calls are not
+ * even emitted; kvmas_fence_call() calls begin or end in the kernel's form.
+ */
+#ifdef KVMAS_HAVE_INVALIDATE_RANGE_ADD
+#define kvmas_fence_by_gfn() 1
+#define kvmas_fence_call(fn, kvm, hva_lo, hva_hi) fn(kvm)
+#else
+#define kvmas_fence_by_gfn() 0
+#define kvmas_fence_call(fn, kvm, hva_lo, hva_hi) fn(kvm, hva_lo, hva_hi)
+#endif
+
+/* guest_memfd slots (6.8+); a kernel without them has none. */
+#ifdef KVM_MEM_GUEST_MEMFD
+#define kvmas_slot_is_gmem(slot) (!!((slot)->flags & KVM_MEM_GUEST_MEMFD))
+#else
+#define kvmas_slot_is_gmem(slot) false
 #endif
 
 /*
@@ -99,10 +130,43 @@ static inline unsigned long kvmas_arch_prepare_epoch(struct kvm *kvm)
 #endif
 	return e;
 }
+
+/*
+ * Whether the VM may have shadow pages accounted into memslot arch data
+ * (shadow paging, nested guests), which must be zapped while their slot is
+ * INVALID as KVM does. Caller holds slots_lock; the answer is stable only
+ * while slots_arch_lock is held too, the lock shadow roots and rmaps are
+ * first allocated under (a dry run reads it as a report).
+ */
+static inline bool kvmas_arch_shadow_mmu_in_use(struct kvm *kvm)
+{
+	struct kvm_memory_slot *s;
+	int bkt;
+
+	/* slots_lock: __kvm_memslots() below, without SRCU. */
+	lockdep_assert_held(&kvm->slots_lock);
+	/* Pairs with the smp_store_release() in mmu_first_shadow_root_alloc(). */
+	if (smp_load_acquire(&kvm->arch.shadow_root_allocated))
+		return true;
+	/*
+	 * Without the TDP MMU (e.g. kvm_amd npt=0) the flag above stays clear
+	 * as long as the guest runs on direct roots, yet the legacy MMU keeps
+	 * rmaps in every slot's arch data, all slots or none: one slot tells.
+	 */
+	kvm_for_each_memslot(s, bkt, __kvm_memslots(kvm, 0))
+		return !!s->arch.rmap[0];
+	return false;
+}
 #else
 static inline unsigned long kvmas_arch_prepare_epoch(struct kvm *kvm)
 {
 	return 0;
+}
+
+/* Only x86 keeps shadow pages in memslot arch data. */
+static inline bool kvmas_arch_shadow_mmu_in_use(struct kvm *kvm)
+{
+	return false;
 }
 #endif
 

@@ -25,6 +25,7 @@
 /* What a set of internals makes possible (reported as capabilities). */
 #define KVMAS_FEAT_RING_RESET (1U << 0)
 #define KVMAS_FEAT_BATCH_COMMIT (1U << 1)
+#define KVMAS_FEAT_ALL (KVMAS_FEAT_RING_RESET | KVMAS_FEAT_BATCH_COMMIT)
 
 int kvmas_internals_init(void);
 void kvmas_internals_exit(void);
@@ -43,7 +44,19 @@ bool kvmas_hardened_reset_active(void);
 bool kvmas_internals_get(unsigned int feature);
 void kvmas_internals_put(void);
 
-/* The internals themselves, with KVM's own semantics and locking rules. */
+/*
+ * Grants (after the internals became callable) or withdraws features;
+ * takes kvmas_internals_rwsem for write, so it waits for every user.
+ */
+void kvmas_internals_set_features(unsigned int features);
+/* Whether the hardened stock reset (livepatch.c) is installed. */
+void kvmas_internals_set_hardened(bool on);
+
+/*
+ * The internals themselves, with KVM's own semantics and locking rules:
+ * enable_log_dirty_pt_masked under mmu_lock for write; every memslot hook
+ * under slots_lock, prepare and swap also under slots_arch_lock.
+ */
 void kvmas_k_enable_log_dirty_pt_masked(struct kvm *kvm,
 					struct kvm_memory_slot *slot,
 					gfn_t gfn_offset, unsigned long mask);

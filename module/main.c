@@ -10,11 +10,12 @@
 #include <linux/uaccess.h>
 #include <linux/kvm_host.h>
 
+#include "batch.h"
 #include "internals.h"
-#include "kvmas.h"
+#include "livepatch.h"
+#include "netlink.h"
 #include "ring.h"
-
-struct kvmas_stats kvmas_stats;
+#include "session.h"
 
 /*
  * Size-first dispatch in the iommufd style: the table says how large each
@@ -123,11 +124,18 @@ static const struct kvmas_ioctl_op kvmas_ops[] = {
 static int kvmas_execute(struct kvmas_session *s, unsigned int nr,
 			 union kvmas_cmd_buffer *buf)
 {
+	int ret;
+
+	/* Every command may sleep; none is entered with a lock held. */
+	might_sleep();
 	switch (nr) {
 	case KVMAS_CMD_GET_CAPS:
 		return kvmas_get_caps(s, &buf->caps);
 	case KVMAS_CMD_ATTACH_VM:
-		return kvmas_attach_vm(s, &buf->attach);
+		ret = kvmas_attach_vm(s, &buf->attach);
+		if (!ret)
+			kvmas_netlink_event(s, KVMAS_NL_EVENT_ATTACH);
+		return ret;
 	case KVMAS_CMD_GET_VM_INFO:
 		return kvmas_get_vm_info(s, &buf->info);
 	case KVMAS_CMD_GET_LAYOUT:
@@ -220,7 +228,12 @@ static int kvmas_open(struct inode *inode, struct file *file)
 
 static int kvmas_release(struct inode *inode, struct file *file)
 {
-	kvmas_session_free(file->private_data);
+	struct kvmas_session *s = file->private_data;
+
+	/* No ioctl is in flight: the attach state is final. */
+	if (kvmas_session_attached(s))
+		kvmas_netlink_event(s, KVMAS_NL_EVENT_DETACH);
+	kvmas_session_free(s);
 	return 0;
 }
 
@@ -262,14 +275,15 @@ static int __init kvmas_init(void)
 	ret = kvmas_internals_init();
 	if (ret)
 		goto err_netlink;
+	ret = kvmas_livepatch_enable();
+	if (ret)
+		goto err_internals;
 
 	/* Last: the device node appears only once everything behind it works. */
 	ret = misc_register(&kvmas_misc);
 	if (ret) {
-		if (!kvmas_route_livepatch()) {
-			kvmas_internals_exit();
-			goto err_netlink;
-		}
+		if (!kvmas_route_livepatch())
+			goto err_internals;
 		/* Stay loaded but inert: the patch pins us until disabled. */
 		pr_err("cannot register %s (%d); disable the livepatch and unload\n",
 		       KVMAS_DEVICE_PATH, ret);
@@ -281,6 +295,8 @@ static int __init kvmas_init(void)
 		KVMAS_API_VERSION, kvmas_kvm_max_as());
 	return 0;
 
+err_internals:
+	kvmas_internals_exit();
 err_netlink:
 	kvmas_netlink_exit();
 err_cache:

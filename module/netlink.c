@@ -8,7 +8,8 @@
 #include <linux/mutex.h>
 #include <net/genetlink.h>
 
-#include "kvmas.h"
+#include "netlink.h"
+#include "session.h"
 
 static struct genl_family kvmas_family;
 
@@ -114,6 +115,7 @@ void kvmas_netlink_event(struct kvmas_session *s, enum kvmas_nl_event type)
 	struct sk_buff *msg;
 	void *hdr;
 
+	might_sleep();
 	if (!genl_has_listeners(&kvmas_family, &init_net, 0))
 		return;
 	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Per-vCPU ordered dirty-ring reset (KVMAS_RESET_RING), and the ring walk it
- * shares with the hardened stock KVM_RESET_DIRTY_RINGS (internals.c).
+ * shares with the hardened stock KVM_RESET_DIRTY_RINGS (livepatch.c).
  *
  * Who may touch what in a struct kvm_dirty_ring:
  *  - the vCPU thread alone pushes: it fills an entry, smp_wmb(), sets
@@ -26,9 +26,10 @@
 #include <linux/uaccess.h>
 
 #include "internals.h"
-#include "kvmas.h"
 #include "ring.h"
+#include "session.h"
 
+/* 64 stripes: enough that the vCPUs of one VM (up to 64) never share one. */
 #define KVMAS_RING_LOCK_BITS 6
 static struct mutex kvmas_ring_locks[1 << KVMAS_RING_LOCK_BITS];
 
@@ -113,6 +114,14 @@ static bool kvmas_group_add(struct kvmas_group *g, struct kvm_memory_slot *ms,
 	return false;
 }
 
+#define KVMAS_RING_SLOT_AS_SHIFT 16
+
+/* What keeps the memslots a walk looks up alive: SRCU or slots_lock. */
+#define kvmas_assert_memslots_stable(kvm)                              \
+	RCU_LOCKDEP_WARN(!srcu_read_lock_held(&(kvm)->srcu) &&         \
+				 !lockdep_is_held(&(kvm)->slots_lock), \
+			 "memslot lookup without kvm->srcu or slots_lock")
+
 /*
  * The page a ring entry names, or NULL. Caller holds kvm->srcu or
  * slots_lock, which keeps the returned memslot alive until it drops them.
@@ -121,9 +130,11 @@ static bool kvmas_group_add(struct kvmas_group *g, struct kvm_memory_slot *ms,
 static struct kvm_memory_slot *kvmas_entry_slot(struct kvm *kvm, u32 slot,
 						u64 offset)
 {
-	u32 as_id = slot >> 16, id = (u16)slot;
+	/* KVM's ring encoding of a slot: as_id << 16 | id (kvm_dirty_ring.h). */
+	u32 as_id = slot >> KVMAS_RING_SLOT_AS_SHIFT, id = (u16)slot;
 	struct kvm_memory_slot *ms;
 
+	kvmas_assert_memslots_stable(kvm);
 	if (as_id >= kvmas_nr_as(kvm) || id >= KVM_USER_MEM_SLOTS)
 		return NULL;
 	ms = id_to_memslot(__kvm_memslots(kvm, as_id), id);
@@ -137,6 +148,13 @@ static bool kvmas_walk_signalled(const struct kvmas_walk *w)
 	return w->any_signal ? signal_pending(current) :
 			       fatal_signal_pending(current);
 }
+
+/*
+ * How long (in 1us steps) to wait for a push in flight: the two stores
+ * are adjacent in kvm_dirty_ring_push(), so only a vCPU preempted between
+ * them takes longer, and then the count is merely one short (stock-like).
+ */
+#define KVMAS_PUSH_WAIT_US 50
 
 /*
  * At the producer index, with the entry there already marked collected:
@@ -154,7 +172,7 @@ static bool kvmas_producer_moved(struct kvm_dirty_ring *ring, u32 idx,
 	/* Pairs with the VMM's store-release of RESET, as in the walk. */
 	if (!(smp_load_acquire(&entry->flags) & KVM_DIRTY_GFN_F_RESET))
 		return false;
-	for (i = 0; i < 50; i++) {
+	for (i = 0; i < KVMAS_PUSH_WAIT_US; i++) {
 		udelay(1);
 		/* The vCPU's increment; an untorn value is all we need. */
 		*prod = READ_ONCE(ring->dirty_index);
@@ -185,6 +203,7 @@ static void kvmas_ring_walk(struct kvm *kvm, struct kvm_dirty_ring *ring,
 	u32 slot, last_slot = 0;
 	u64 offset;
 
+	kvmas_assert_memslots_stable(kvm);
 	cap = min(w->budget, ring->size);
 	/*
 	 * The vCPU increments dirty_index after publishing an entry; an
@@ -302,6 +321,8 @@ int kvmas_ring_reset_stock(struct kvm *kvm, struct kvm_dirty_ring *ring)
 	struct kvmas_group g = {};
 	struct mutex *lock = kvmas_ring_lock(vcpu);
 
+	/* KVM_RESET_DIRTY_RINGS: kvm_vm_ioctl_reset_dirty_pages() holds it. */
+	lockdep_assert_held(&kvm->slots_lock);
 	mutex_lock(lock);
 	kvmas_ring_walk(kvm, ring, &w, &g);
 	kvmas_group_flush(kvm, &g, &w);
@@ -359,6 +380,7 @@ static void kvmas_ring_reset_one(struct kvm *kvm, struct kvm_vcpu *vcpu,
 	struct kvmas_group g = {};
 	int idx;
 
+	might_sleep();
 	w->reset = 0;
 	w->invalid = 0;
 	w->reprotected = false;

@@ -12,8 +12,9 @@
 #include <linux/srcu.h>
 #include <linux/uaccess.h>
 
-#include "kvmas.h"
+#include "session.h"
 
+struct kvmas_stats kvmas_stats;
 LIST_HEAD(kvmas_sessions);
 DEFINE_MUTEX(kvmas_sessions_lock);
 
@@ -52,8 +53,15 @@ struct kvmas_session *kvmas_session_new(void)
 	return s;
 }
 
+bool kvmas_session_attached(struct kvmas_session *s)
+{
+	/* Pairs with smp_store_release() in kvmas_attach_vm(). */
+	return smp_load_acquire(&s->kvm);
+}
+
 void kvmas_session_free(struct kvmas_session *s)
 {
+	might_sleep();
 	mutex_lock(&kvmas_sessions_lock);
 	list_del(&s->node);
 	mutex_unlock(&kvmas_sessions_lock);
@@ -64,7 +72,6 @@ void kvmas_session_free(struct kvmas_session *s)
 	 * into the vendor module, hence the module reference is dropped after.
 	 */
 	if (s->kvm) {
-		kvmas_netlink_event(s, KVMAS_NL_EVENT_DETACH);
 		kvm_put_kvm(s->kvm);
 		module_put(s->kvm_owner);
 		atomic_dec(&kvmas_stats.attached);
@@ -131,6 +138,7 @@ int kvmas_attach_vm(struct kvmas_session *s, struct kvmas_attach_vm *cmd)
 	if (cmd->flags || cmd->__reserved)
 		return -EINVAL;
 
+	might_sleep();
 	f = fget(cmd->vm_fd);
 	if (!f) {
 		ret = -EBADF;
@@ -155,6 +163,7 @@ int kvmas_attach_vm(struct kvmas_session *s, struct kvmas_attach_vm *cmd)
 		ret = -ENODEV;
 		goto out_unlock;
 	}
+	lockdep_assert_held(&s->attach_lock);
 	/* Safe: the open VM file holds a reference, so users_count > 0. */
 	kvm_get_kvm(kvm);
 	s->kvm_owner = owner;
@@ -173,7 +182,6 @@ out_stat:
 				    task_tgid_nr(current), ret);
 	} else {
 		atomic64_inc(&kvmas_stats.attach_ok);
-		kvmas_netlink_event(s, KVMAS_NL_EVENT_ATTACH);
 	}
 	return ret;
 }
@@ -255,10 +263,8 @@ static void kvmas_fill_slot(struct kvmas_slot *out,
 		out->attrs |= KVMAS_SLOT_INTERNAL;
 	if (slot->dirty_bitmap)
 		out->attrs |= KVMAS_SLOT_DIRTY_BITMAP;
-#ifdef KVM_MEM_GUEST_MEMFD
-	if (slot->flags & KVM_MEM_GUEST_MEMFD)
+	if (kvmas_slot_is_gmem(slot))
 		out->attrs |= KVMAS_SLOT_GUEST_MEMFD;
-#endif
 }
 
 /* The first version of struct kvmas_slot; never smaller than this. */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Batch-commit helpers shared by the suites that drive KVMAS_COMMIT_BATCH
- * with raw ioctls (batch_test, contract_test, oracle_test).
+ * with raw ioctls (batch_*_test, contract_test, oracle_test).
  */
 #ifndef KVMAS_BATCH_HELPERS_H
 #define KVMAS_BATCH_HELPERS_H

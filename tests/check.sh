@@ -79,6 +79,7 @@ boot_suites() {
 host_suite libkvmas make -s -C "$top/lib" test
 host_suite kvmas-cli make -s -C "$top/tools" test
 host_suite klp-convert make -s -C "$top/tools/klp-convert" test
+host_suite source-check "$top/tests/source-check.sh"
 host_suite install "$top/tests/install-check.sh"
 # The Debian packages built, lintian-clean, installed into a fresh bookworm
 # root (DKMS builds there against the first lane's headers) and purged.

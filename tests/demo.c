@@ -230,7 +230,7 @@ static void ring_scene(int epochs)
 	       "libkvmas (acquire, collect, release) and reset per vCPU\n"
 	       "(KVMAS_RESET_RING) while the vCPU runs.\n",
 	       RS_PAGES);
-	if (rv_create(&r, 2, 1024, RS_PAGES) || kvmas_open(&kv) ||
+	if (rv_create(&r, 2, RV_RING_ENTRIES, RS_PAGES) || kvmas_open(&kv) ||
 	    kvmas_attach_vm(kv, r.vm)) {
 		printf("  ring VM setup failed\n");
 		goto out;

@@ -3,7 +3,7 @@
 #
 # pkg-check.sh - the Debian packages as a user gets them.
 #
-#  1. builds kvm-atomic-slots-dkms, libkvmas1, libkvmas-dev and kvmas-tools
+#  1. builds kvm-atomic-slots-dkms, libkvmas2, libkvmas-dev and kvmas-tools
 #     with `dpkg-buildpackage -b -us -uc` from a clean copy of the tree, and
 #     runs lintian (pedantic, info and experimental tags: none may remain
 #     unless overridden) and man --warnings on the man pages;
@@ -13,7 +13,7 @@
 #  3. in a throw-away copy of that root: `apt-get install ./*.deb`, checks
 #     that DKMS built and installed the module for that kernel (with its
 #     livepatch relocations), that kvmas and its completion work, that
-#     pkg-config finds kvmas and a program links against libkvmas.so.1;
+#     pkg-config finds kvmas and a program links against libkvmas.so.2;
 #     then purges the packages and checks that no file is left behind.
 # Prints TAP and "N passed, N failed".
 #
@@ -28,7 +28,7 @@ cache=${KVMAS_CACHE:-${HOME:-/tmp}/.cache/kvm-atomic-slots}
 pkg=$out/pkg
 root=$pkg/root
 log=$out/logs/pkg-check.log
-pkgs=(kvm-atomic-slots-dkms libkvmas1 libkvmas-dev kvmas-tools)
+pkgs=(kvm-atomic-slots-dkms libkvmas2 libkvmas-dev kvmas-tools)
 
 pass=0
 fail=0
@@ -236,7 +236,7 @@ int main(void)
 EOF
 t "a program builds with pkg-config --cflags --libs kvmas" logged in_root \
 	sh -c 'cc -Wall -Werror -o /tmp/t /tmp/t.c $(pkg-config --cflags --libs kvmas)'
-t "it needs libkvmas.so.1" logged in_root sh -c \
+t "it needs libkvmas.so.2" logged in_root sh -c \
 	'readelf -d /tmp/t | grep -q "NEEDED.*\[libkvmas\.so\.1\]"'
 t "it runs against the installed library" logged in_root \
 	env KVMAS_DEVICE=/nonexistent /tmp/t

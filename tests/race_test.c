@@ -96,7 +96,7 @@ static int race_start(struct race *x, int secs)
 
 	memset(x, 0, sizeof(*x));
 	pin_to_cpu(0);
-	r = rv_create(&x->r, 1, 1024, 16);
+	r = rv_create(&x->r, 1, RV_RING_ENTRIES, 16);
 	if (r)
 		return r;
 	/* 16 entries KVM really pushed; the rest of the ring it never did. */

@@ -39,7 +39,7 @@ TEST(honest_counts_match_harvest)
 	struct ringvm r;
 	int i, round, ret;
 
-	ASSERT_EQ(0, rv_create(&r, 2, 1024, 256));
+	ASSERT_EQ(0, rv_create(&r, 2, RV_RING_ENTRIES, 256));
 	for (round = 0; round < 4; round++) {
 		uint32_t harvested = 0;
 
@@ -65,7 +65,7 @@ TEST(partial_harvest_counts)
 	struct ringvm r;
 	uint32_t k;
 
-	ASSERT_EQ(0, rv_create(&r, 1, 1024, 100));
+	ASSERT_EQ(0, rv_create(&r, 1, RV_RING_ENTRIES, 100));
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	/* Collect only the first 40 entries. */
 	for (k = 0; k < 40; k++) {

@@ -69,19 +69,42 @@ static uint32_t collect(struct kvmas_ring *kr, uint32_t n)
 	return kvmas_ring_harvest(kr, NULL, NULL, n);
 }
 
+/*
+ * The capability says what KVMAS_RESET_RING does: parallel exactly when the
+ * stock reset is ours (it takes the ring locks), and a call on a real ring
+ * succeeds when the capability is there, EOPNOTSUPP when it is not.
+ */
 TEST(capability)
 {
-	int v;
+	struct kvmas_reset_ring c;
+	struct kvmas_ring_vcpu v;
+	struct ringvm r;
+	struct kvmas *kv;
+	int cap, ret;
 
 	patch_wait_settled();
-	v = kvmas_cap(KVMAS_CAP_RING_RESET);
-	/* Parallel exactly when the stock reset is ours (takes ring locks). */
+	cap = kvmas_cap(KVMAS_CAP_RING_RESET);
+	TH_LOG("KVMAS_CAP_RING_RESET = %d", cap);
 	if (kvmas_cap(KVMAS_CAP_HARDENED_RING_RESET) > 0) {
-		EXPECT_EQ(KVMAS_RING_RESET_PARALLEL, v);
+		EXPECT_EQ(KVMAS_RING_RESET_PARALLEL, cap);
 	} else {
-		EXPECT_TRUE(v == 0 || v == KVMAS_RING_RESET_SERIAL);
+		EXPECT_TRUE(cap == 0 || cap == KVMAS_RING_RESET_SERIAL);
 	}
-	TH_LOG("KVMAS_CAP_RING_RESET = %d", v);
+
+	ASSERT_EQ(0, rv_create(&r, 1, RV_RING_ENTRIES, 8));
+	kv = attach(r.vm);
+	ASSERT_NE(NULL, kv);
+	ASSERT_EQ(0, rv_run_pass(&r, 0));
+	ASSERT_EQ(8, rv_harvest(&r, 0));
+	ret = reset_one(kv, 0, 0, KVMAS_RING_RESET_ALL_COLLECTED, 0, &v, &c);
+	if (cap > 0) {
+		EXPECT_EQ(0, ret);
+		EXPECT_EQ(8, v.reset);
+	} else {
+		EXPECT_EQ(-EOPNOTSUPP, ret);
+	}
+	kvmas_close(kv);
+	rv_destroy(&r);
 }
 
 TEST(bad_input)
@@ -92,7 +115,7 @@ TEST(bad_input)
 	struct kvmas *kv, *kv2;
 	int dev;
 
-	ASSERT_EQ(0, rv_create(&r, 1, 1024, 8));
+	ASSERT_EQ(0, rv_create(&r, 1, RV_RING_ENTRIES, 8));
 	kv = attach(r.vm);
 	ASSERT_NE(NULL, kv);
 
@@ -165,7 +188,7 @@ TEST(boundary_and_reprotect)
 	struct ringvm r;
 	struct kvmas *kv;
 
-	kv = one_vcpu(&r, 1024, 100, &kr);
+	kv = one_vcpu(&r, RV_RING_ENTRIES, 100, &kr);
 	ASSERT_NE(NULL, kv);
 
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
@@ -235,7 +258,7 @@ TEST(stop_precedence)
 	struct ringvm r;
 	struct kvmas *kv;
 
-	kv = one_vcpu(&r, 1024, 32, &kr);
+	kv = one_vcpu(&r, RV_RING_ENTRIES, 32, &kr);
 	ASSERT_NE(NULL, kv);
 	ASSERT_EQ(0, rv_run_pass(&r, 0)); /* pushes 0..31 */
 	ASSERT_EQ(32, collect(&kr, 0));
@@ -315,7 +338,7 @@ TEST(bound_ends_the_call)
 	struct kvmas *kv;
 	int i;
 
-	ASSERT_EQ(0, rv_create(&r, 2, 1024, 10));
+	ASSERT_EQ(0, rv_create(&r, 2, RV_RING_ENTRIES, 10));
 	kv = attach(r.vm);
 	ASSERT_NE(NULL, kv);
 	for (i = 0; i < 2; i++) {
@@ -464,7 +487,7 @@ TEST(flush_after_foreign_reset)
 	struct ringvm r;
 	struct kvmas *kv;
 
-	kv = one_vcpu(&r, 1024, 10, &kr);
+	kv = one_vcpu(&r, RV_RING_ENTRIES, 10, &kr);
 	ASSERT_NE(NULL, kv);
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	ASSERT_EQ(10, collect(&kr, 0));
@@ -496,7 +519,7 @@ TEST(invalid_entries)
 	struct ringvm r;
 	struct kvmas *kv;
 
-	kv = one_vcpu(&r, 1024, 20, &kr);
+	kv = one_vcpu(&r, RV_RING_ENTRIES, 20, &kr);
 	ASSERT_NE(NULL, kv);
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	ASSERT_EQ(20, collect(&kr, 0));
@@ -534,7 +557,7 @@ TEST(hostile_beyond_producer)
 	struct kvmas *kv;
 	uint32_t k;
 
-	kv = one_vcpu(&r, 1024, 50, &kr);
+	kv = one_vcpu(&r, RV_RING_ENTRIES, 50, &kr);
 	ASSERT_NE(NULL, kv);
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	ASSERT_EQ(50, collect(&kr, 0));
@@ -777,7 +800,7 @@ static void run_epochs(struct __test_metadata *_metadata, int with_others)
 	x = calloc(1, sizeof(*x));
 	ASSERT_NE(NULL, x);
 	x->nr_epochs = env_int("KVMAS_RING_EPOCHS", 1000);
-	ASSERT_EQ(0, rv_create(&x->r, 2, 1024, EP_PAGES));
+	ASSERT_EQ(0, rv_create(&x->r, 2, RV_RING_ENTRIES, EP_PAGES));
 	x->kv = attach(x->r.vm);
 	ASSERT_NE(NULL, x->kv);
 	for (i = 0; i < 2; i++) {
@@ -887,7 +910,7 @@ TEST(flags_flipped_during_reset)
 	uint32_t max = 0;
 	int k;
 
-	kv = one_vcpu(&r, 1024, 200, &kr);
+	kv = one_vcpu(&r, RV_RING_ENTRIES, 200, &kr);
 	ASSERT_NE(NULL, kv);
 	ASSERT_EQ(0, rv_run_pass(&r, 0));
 	ASSERT_EQ(200, collect(&kr, 0));

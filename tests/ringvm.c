@@ -82,7 +82,7 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 
 	r->base = mmap(NULL, RV_BASE_SIZE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	r->data = mmap(NULL, (size_t)pages * nr_vcpus * 4096,
+	r->data = mmap(NULL, (size_t)pages * nr_vcpus * RV_PAGE,
 		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
 		       0);
 	if (r->base == MAP_FAILED || r->data == MAP_FAILED)
@@ -98,17 +98,17 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 		.slot = RV_DATA_SLOT,
 		.flags = KVM_MEM_LOG_DIRTY_PAGES,
 		.guest_phys_addr = RV_DATA_GPA,
-		.memory_size = (uint64_t)pages * nr_vcpus * 4096,
+		.memory_size = (uint64_t)pages * nr_vcpus * RV_PAGE,
 		.userspace_addr = (uintptr_t)r->data,
 	};
 	if (ioctl(r->vm, KVM_SET_USER_MEMORY_REGION, &reg))
 		return -errno;
 
 	for (i = 0; i < nr_vcpus; i++) {
-		uint32_t start = RV_DATA_GPA + (uint64_t)i * pages * 4096;
+		uint32_t start = RV_DATA_GPA + (uint64_t)i * pages * RV_PAGE;
 		int err;
 
-		emit_writer(r->base, i, start, start + pages * 4096);
+		emit_writer(r->base, i, start, start + pages * RV_PAGE);
 		r->vcpu[i] = ioctl(r->vm, KVM_CREATE_VCPU, i);
 		if (r->vcpu[i] < 0)
 			return -errno;
@@ -147,7 +147,8 @@ void rv_destroy(struct ringvm *r)
 	if (r->base && r->base != MAP_FAILED)
 		munmap(r->base, RV_BASE_SIZE);
 	if (r->data && r->data != MAP_FAILED)
-		munmap(r->data, (size_t)r->pages_per_vcpu * r->nr_vcpus * 4096);
+		munmap(r->data,
+		       (size_t)r->pages_per_vcpu * r->nr_vcpus * RV_PAGE);
 	memset(r, 0, sizeof(*r));
 	r->vm = -1;
 }
@@ -169,6 +170,7 @@ int rv_run_pass(struct ringvm *r, int i)
 void rv_ring(struct ringvm *r, int i, struct kvmas_ring *kr)
 {
 	memset(kr, 0, sizeof(*kr));
+	kr->size = sizeof(*kr);
 	kr->gfns = r->ring[i];
 	kr->entries = r->ring_entries;
 	kr->vcpu_id = i;

@@ -14,6 +14,14 @@
 #include "kvmas.h"
 
 #define RV_MAX_VCPUS 4
+/* The guest's page: x86's 4 KiB, the unit of dirty tracking. */
+#define RV_PAGE 4096
+/*
+ * Default ring size in entries: more than any pass of the tests writes
+ * (their stripes are smaller), so a ring fills only where a test asks for
+ * it with a smaller ring or a bigger stripe.
+ */
+#define RV_RING_ENTRIES 1024
 #define RV_DATA_SLOT 1
 #define RV_DATA_GPA 0x100000ULL
 

@@ -123,7 +123,7 @@ TEST(cli_stats_count_work)
 
 	ASSERT_GE(b0, 0);
 	ASSERT_GE(e0, 0);
-	ASSERT_EQ(0, rv_create(&r, 1, 1024, 10));
+	ASSERT_EQ(0, rv_create(&r, 1, RV_RING_ENTRIES, 10));
 	ASSERT_EQ(0, kvmas_open(&kv));
 	ASSERT_EQ(0, kvmas_attach_vm(kv, r.vm));
 	ASSERT_NE(NULL, b);

@@ -200,6 +200,9 @@ static int in_hole_window(struct wl_vm *w, uint64_t gpa)
 		gpa < WL_PROBE_GPA_BASE + 2 * WL_PROBE_SIZE);
 }
 
+/* A parked vCPU's poll period: short next to a pause, long next to a spin. */
+#define WL_PARK_POLL_US 50
+
 static void *runner(void *p)
 {
 	struct runner_arg *a = p;
@@ -214,7 +217,7 @@ static void *runner(void *p)
 			/* Parked outside KVM_RUN, like QEMU's pause_all_vcpus(). */
 			__atomic_store_n(&w->paused[i], 1, __ATOMIC_RELEASE);
 			while (w->pause_req && !w->stop)
-				usleep(50);
+				usleep(WL_PARK_POLL_US);
 			__atomic_store_n(&w->paused[i], 0, __ATOMIC_RELEASE);
 			continue;
 		}
@@ -222,7 +225,7 @@ static void *runner(void *p)
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			c->fatal++;
-			c->last_fatal_reason = 1000 + errno;
+			c->last_fatal_reason = WL_FATAL_ERRNO + errno;
 			break;
 		}
 		c->runs++;
@@ -250,8 +253,8 @@ static void *runner(void *p)
 				c->hole_emul++;
 			} else {
 				c->fatal++;
-				c->last_fatal_reason =
-					2000 + run->internal.suberror;
+				c->last_fatal_reason = WL_FATAL_INTERNAL +
+						       run->internal.suberror;
 				w->stop = 1;
 			}
 			break;

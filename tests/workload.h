@@ -18,6 +18,10 @@
 
 /* Guest-physical map. Base slot 0 holds the loops, stacks and counters. */
 #define WL_BASE_GPA 0x00000000ULL
+/* Bases of last_fatal_reason, above every KVM exit reason. */
+#define WL_FATAL_ERRNO 1000
+#define WL_FATAL_INTERNAL 2000
+
 #define WL_BASE_SIZE 0x00010000ULL
 #define WL_LOOP_GPA(i) (0x1000ULL + (i)*0x100)
 #define WL_STACK_GPA(i) (0x8000ULL - (i)*0x800)
@@ -49,6 +53,11 @@ struct wl_counts {
 	uint64_t hole_emul; /* emulation failures (code fetch from a hole) */
 	uint64_t other_mmio; /* MMIO exits elsewhere */
 	uint64_t fatal; /* shutdown, fail entry, unexpected exits */
+	/*
+	 * What stopped the vCPU for good: WL_FATAL_ERRNO + errno of KVM_RUN,
+	 * WL_FATAL_INTERNAL + KVM_EXIT_INTERNAL_ERROR suberror, or the exit
+	 * reason (< WL_FATAL_ERRNO) of an exit the runner does not expect.
+	 */
 	uint64_t last_fatal_reason;
 };
 

@@ -9,8 +9,8 @@ echo "# suite: race_test"
 rc=$?
 # Batch commits against truly parallel vCPUs, with removals zapping only
 # their own range (KVM_X86_QUIRK_SLOT_ZAP_ALL off, 6.12; skipped on 6.1).
-echo "# suite: batch_test hammer, slot-local zaps"
-KVMAS_HAMMER_SLOT_LOCAL=1 KVMAS_HAMMER_ITERS=2000 ./batch_test -f hammer || rc=1
+echo "# suite: batch_hammer_test, slot-local zaps"
+KVMAS_HAMMER_SLOT_LOCAL=1 KVMAS_HAMMER_ITERS=2000 ./batch_hammer_test || rc=1
 # Per-vCPU reset scaling and the stall of a vCPU outside a commit's range
 # need parallel guest CPUs: measured here (reports, not assertions).
 echo "# bench: bench_ring"

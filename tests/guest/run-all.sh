@@ -8,7 +8,7 @@
 export KVMAS_KO=${KVMAS_KO:-/kvmas/mod/kvm_atomic_slots.ko}
 export PATH="$PWD:$PATH"
 rc=0
-for t in session_test tools_test batch_test contract_test oracle_test fuzz_test ring_test ringreset_test preload_test lifetime_test lifecycle_test variants_test; do
+for t in session_test tools_test batch_validation_test batch_rollback_test batch_dirty_test batch_concurrency_test batch_hammer_test contract_test oracle_test fuzz_test ring_test ringreset_test preload_test lifetime_test lifecycle_test variants_test; do
 	echo "# suite: $t"
 	"./$t" || rc=1
 done

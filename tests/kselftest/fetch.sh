@@ -20,8 +20,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 apt_dir=$cache/apt-kselftest
 mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$dest"
-echo "deb http://deb.debian.org/debian bookworm-backports main" >"$apt_dir/sources.list"
-echo "deb http://deb.debian.org/debian-security bookworm-security main" >>"$apt_dir/sources.list"
+# The host's own Debian archive (mirror/proxy) and security archive.
+"$(dirname "$0")/../vm/apt-sources.sh" bookworm-backports bookworm-security \
+	>"$apt_dir/sources.list"
 opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
       -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
       -o Dir::State::status=/var/lib/dpkg/status -o Debug::NoLocking=1

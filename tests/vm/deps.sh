@@ -33,6 +33,8 @@ PKGS=(
 	mmdebstrap # a fresh bookworm root to install the packages into
 	man-db     # man --warnings on the man pages
 	python3    # tests/json-check.sh: kvmas --json through python3's json
+	abigail-tools # lib abi-check: abidiff against the release's ABI dump
+	clang-format # tests/source-check.sh: no drift from the kernel's .clang-format
 )
 
 missing=()

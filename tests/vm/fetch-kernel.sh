@@ -111,12 +111,10 @@ if [[ -n "$PIN" && -f "$CACHE/kernels/$PIN/env" ]]; then
 fi
 
 # ---- private apt -----------------------------------------------------------
-cat >"$APTDIR/sources.list.new" <<'EOF'
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-updates main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bookworm-security main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main
-EOF
+# The archive location comes from the host's apt configuration (a local
+# mirror or proxy is used as configured there); see apt-sources.sh.
+"$(dirname "$0")/apt-sources.sh" bookworm bookworm-updates bookworm-security \
+	bookworm-backports >"$APTDIR/sources.list.new"
 if ! cmp -s "$APTDIR/sources.list.new" "$APTDIR/sources.list" 2>/dev/null; then
 	mv "$APTDIR/sources.list.new" "$APTDIR/sources.list"
 	rm -f "$APTDIR/updated" # sources changed: the lists are stale

@@ -28,18 +28,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SHN_LIVEPATCH		0xff20
-#define SHF_RELA_LIVEPATCH	0x00100000
-#define MODULE_NAME_LEN		56
-#define KSYM_NAME_LEN		512
+#define SHN_LIVEPATCH 0xff20
+#define SHF_RELA_LIVEPATCH 0x00100000
+#define MODULE_NAME_LEN 56
+#define KSYM_NAME_LEN 512
 
 static unsigned char *img;
 static size_t img_size;
 static Elf64_Ehdr *eh;
 static Elf64_Shdr *sh;
 static const char *secstr;
-static unsigned char **mem;	/* loaded copy of each SHF_ALLOC section */
-static uint64_t *addr;		/* its fake kernel address */
+static unsigned char **mem; /* loaded copy of each SHF_ALLOC section */
+static uint64_t *addr; /* its fake kernel address */
 static int fails;
 
 static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
@@ -55,7 +55,7 @@ static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
 }
 
 struct ksym {
-	char *key;		/* obj.symbol */
+	char *key; /* obj.symbol */
 	uint64_t addr;
 };
 
@@ -67,7 +67,8 @@ static bool lookup(const char *obj, const char *name, uint64_t *val)
 	for (int i = 0; i < nksyms; i++) {
 		size_t ol = strlen(obj);
 
-		if (!strncmp(ksyms[i].key, obj, ol) && ksyms[i].key[ol] == '.' &&
+		if (!strncmp(ksyms[i].key, obj, ol) &&
+		    ksyms[i].key[ol] == '.' &&
 		    !strcmp(ksyms[i].key + ol + 1, name)) {
 			*val = ksyms[i].addr;
 			return true;
@@ -97,7 +98,8 @@ static void wr32(unsigned char *p, uint32_t v)
 
 /* Apply one livepatch relocation and check the branch lands on @S. */
 static void apply_and_verify(unsigned int target, const Elf64_Rela *r,
-			     uint64_t S, const char *symname, const char *relsec)
+			     uint64_t S, const char *symname,
+			     const char *relsec)
 {
 	unsigned char *loc = mem[target] + r->r_offset;
 	uint64_t P = addr[target] + r->r_offset;
@@ -105,8 +107,8 @@ static void apply_and_verify(unsigned int target, const Elf64_Rela *r,
 	uint64_t dest;
 
 	if (r->r_offset + 4 > sh[target].sh_size) {
-		fail("%s: %s: relocation outside section (%llx)", relsec, symname,
-		     (unsigned long long)r->r_offset);
+		fail("%s: %s: relocation outside section (%llx)", relsec,
+		     symname, (unsigned long long)r->r_offset);
 		return;
 	}
 
@@ -115,27 +117,27 @@ static void apply_and_verify(unsigned int target, const Elf64_Rela *r,
 		bool branch;
 
 		if (type != R_X86_64_PC32 && type != R_X86_64_PLT32) {
-			fail("%s: %s: relocation type %u is not a branch", relsec,
-			     symname, type);
+			fail("%s: %s: relocation type %u is not a branch",
+			     relsec, symname, type);
 			return;
 		}
 		val -= P;
 		if ((int64_t)val != (int32_t)val) {
-			fail("%s: %s: overflow in relocation (%llx)", relsec, symname,
-			     (unsigned long long)val);
+			fail("%s: %s: overflow in relocation (%llx)", relsec,
+			     symname, (unsigned long long)val);
 			return;
 		}
 		if (rd32(loc)) {
-			fail("%s: %s: existing value is nonzero at %llx", relsec,
-			     symname, (unsigned long long)r->r_offset);
+			fail("%s: %s: existing value is nonzero at %llx",
+			     relsec, symname, (unsigned long long)r->r_offset);
 			return;
 		}
 		wr32(loc, (uint32_t)val);
 		branch = loc[-1] == 0xe8 || loc[-1] == 0xe9 ||
 			 (loc[-2] == 0x0f && (loc[-1] & 0xf0) == 0x80);
 		if (!branch) {
-			fail("%s: %s: not a call/jmp/jcc at %llx", relsec, symname,
-			     (unsigned long long)r->r_offset);
+			fail("%s: %s: not a call/jmp/jcc at %llx", relsec,
+			     symname, (unsigned long long)r->r_offset);
 			return;
 		}
 		dest = P + 4 + (int64_t)rd32(loc);
@@ -144,16 +146,17 @@ static void apply_and_verify(unsigned int target, const Elf64_Rela *r,
 		uint32_t insn = (uint32_t)rd32(loc);
 
 		if (type != R_AARCH64_CALL26 && type != R_AARCH64_JUMP26) {
-			fail("%s: %s: relocation type %u is not a branch", relsec,
-			     symname, type);
+			fail("%s: %s: relocation type %u is not a branch",
+			     relsec, symname, type);
 			return;
 		}
 		if (delta < -(1LL << 27) || delta >= (1LL << 27)) {
-			fail("%s: %s: branch out of range (%lld)", relsec, symname,
-			     (long long)delta);
+			fail("%s: %s: branch out of range (%lld)", relsec,
+			     symname, (long long)delta);
 			return;
 		}
-		insn = (insn & 0xfc000000) | ((uint32_t)(delta >> 2) & 0x03ffffff);
+		insn = (insn & 0xfc000000) |
+		       ((uint32_t)(delta >> 2) & 0x03ffffff);
 		wr32(loc, insn);
 		if ((insn & 0x7c000000) != 0x14000000) {
 			fail("%s: %s: not b/bl at %llx", relsec, symname,
@@ -182,7 +185,8 @@ int main(int argc, char **argv)
 	int fd;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: klp-sim FILE [obj.symbol=0xADDR ...]\n");
+		fprintf(stderr,
+			"usage: klp-sim FILE [obj.symbol=0xADDR ...]\n");
 		return 2;
 	}
 	ksyms = calloc(argc, sizeof(*ksyms));
@@ -221,16 +225,22 @@ int main(int argc, char **argv)
 	for (unsigned int i = 1; i < eh->e_shnum; i++)
 		if (sh[i].sh_type != SHT_NOBITS && sh[i].sh_type != SHT_NULL &&
 		    !in_file(sh[i].sh_offset, sh[i].sh_size))
-			return printf("FAIL: Invalid ELF section %u out of file\n", i), 1;
+			return printf("FAIL: Invalid ELF section %u out of file\n",
+				      i),
+			       1;
 	if (eh->e_shstrndx == SHN_UNDEF || eh->e_shstrndx >= eh->e_shnum ||
-	    sh[eh->e_shstrndx].sh_type != SHT_STRTAB || !sh[eh->e_shstrndx].sh_size)
+	    sh[eh->e_shstrndx].sh_type != SHT_STRTAB ||
+	    !sh[eh->e_shstrndx].sh_size)
 		return printf("FAIL: bad section name table\n"), 1;
 	secstr = (char *)img + sh[eh->e_shstrndx].sh_offset;
 	if (secstr[sh[eh->e_shstrndx].sh_size - 1])
-		return printf("FAIL: section name table isn't null terminated\n"), 1;
+		return printf("FAIL: section name table isn't null terminated\n"),
+		       1;
 	for (unsigned int i = 1; i < eh->e_shnum; i++) {
-		if (sh[i].sh_type != SHT_NULL && sh[i].sh_name >= sh[eh->e_shstrndx].sh_size)
-			return printf("FAIL: bad section name offset %u\n", i), 1;
+		if (sh[i].sh_type != SHT_NULL &&
+		    sh[i].sh_name >= sh[eh->e_shstrndx].sh_size)
+			return printf("FAIL: bad section name offset %u\n", i),
+			       1;
 		if (sh[i].sh_type == SHT_SYMTAB) {
 			if (symndx)
 				return printf("FAIL: two symbol tables\n"), 1;
@@ -284,7 +294,8 @@ int main(int argc, char **argv)
 			syms[i].st_value = 0xffffffff81000000ULL + i * 0x10;
 			if (ELF64_ST_BIND(syms[i].st_info) == STB_WEAK) {
 				syms[i].st_value = 0;
-				printf("note: weak undefined %s resolves to 0\n", name);
+				printf("note: weak undefined %s resolves to 0\n",
+				       name);
 			}
 			break;
 		default:
@@ -308,27 +319,30 @@ int main(int argc, char **argv)
 			char obj[MODULE_NAME_LEN];
 
 			/* klp_write_section_relocs(), objname == NULL */
-			if (sscanf(secstr + sh[i].sh_name, ".klp.rela.%55[^.]", obj) != 1)
+			if (sscanf(secstr + sh[i].sh_name, ".klp.rela.%55[^.]",
+				   obj) != 1)
 				fail("%s: incorrectly formatted name",
 				     secstr + sh[i].sh_name);
 			if (!(sh[i].sh_flags & SHF_ALLOC))
 				fail("%s: livepatch relocations not SHF_ALLOC",
 				     secstr + sh[i].sh_name);
-			continue;	/* for kvm: applied when the object is patched */
+			continue; /* for kvm: applied when the object is patched */
 		}
 		if (sh[i].sh_type != SHT_RELA || sh[i].sh_link != symndx)
 			continue;
 		for (size_t j = 0; j < sh[i].sh_size / sizeof(*r); j++) {
 			const Elf64_Sym *s = &syms[ELF64_R_SYM(r[j].r_info)];
 
-			if (s->st_shndx == SHN_UNDEF && ELF64_ST_BIND(s->st_info) == STB_WEAK &&
-			    s->st_name)
+			if (s->st_shndx == SHN_UNDEF &&
+			    ELF64_ST_BIND(s->st_info) == STB_WEAK && s->st_name)
 				fail("%s: %s applied with value 0 (offset %llx)",
-				     secstr + sh[i].sh_name, strtab + s->st_name,
+				     secstr + sh[i].sh_name,
+				     strtab + s->st_name,
 				     (unsigned long long)r[j].r_offset);
 			if (s->st_shndx == SHN_LIVEPATCH)
 				fail("%s: livepatch symbol %s in ordinary relocations (%llx)",
-				     secstr + sh[i].sh_name, strtab + s->st_name,
+				     secstr + sh[i].sh_name,
+				     strtab + s->st_name,
 				     (unsigned long long)r[j].r_offset);
 		}
 	}
@@ -342,7 +356,7 @@ int main(int argc, char **argv)
 		if (!(sh[i].sh_flags & SHF_RELA_LIVEPATCH))
 			continue;
 		if (sscanf(relsec, ".klp.rela.%55[^.]", sec_objname) != 1)
-			continue;	/* reported above */
+			continue; /* reported above */
 		if (sh[i].sh_link != symndx || sh[i].sh_info >= eh->e_shnum ||
 		    !mem[sh[i].sh_info]) {
 			fail("%s: bad sh_link/sh_info", relsec);
@@ -350,7 +364,8 @@ int main(int argc, char **argv)
 		}
 		for (size_t j = 0; j < sh[i].sh_size / sizeof(*r); j++) {
 			Elf64_Sym *s = &syms[ELF64_R_SYM(r[j].r_info)];
-			char sym_objname[MODULE_NAME_LEN], sym_name[KSYM_NAME_LEN];
+			char sym_objname[MODULE_NAME_LEN],
+				sym_name[KSYM_NAME_LEN];
 			unsigned long sympos;
 			uint64_t a;
 
@@ -360,15 +375,17 @@ int main(int argc, char **argv)
 				     relsec, strtab + s->st_name);
 				continue;
 			}
-			if (sscanf(strtab + s->st_name, ".klp.sym.%55[^.].%511[^,],%lu",
-				   sym_objname, sym_name, &sympos) != 3) {
+			if (sscanf(strtab + s->st_name,
+				   ".klp.sym.%55[^.].%511[^,],%lu", sym_objname,
+				   sym_name, &sympos) != 3) {
 				fail("%s: symbol %s has an incorrectly formatted name",
 				     relsec, strtab + s->st_name);
 				continue;
 			}
-			if (strcmp(sec_objname, "vmlinux") && !strcmp(sym_objname, "vmlinux")) {
-				fail("%s: invalid access to vmlinux symbol %s", relsec,
-				     sym_name);
+			if (strcmp(sec_objname, "vmlinux") &&
+			    !strcmp(sym_objname, "vmlinux")) {
+				fail("%s: invalid access to vmlinux symbol %s",
+				     relsec, sym_name);
 				continue;
 			}
 			if (!lookup(sym_objname, sym_name, &a)) {
@@ -377,7 +394,8 @@ int main(int argc, char **argv)
 				continue;
 			}
 			s->st_value = a;
-			apply_and_verify(sh[i].sh_info, &r[j], a, sym_name, relsec);
+			apply_and_verify(sh[i].sh_info, &r[j], a, sym_name,
+					 relsec);
 		}
 	}
 

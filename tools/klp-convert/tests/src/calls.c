@@ -4,7 +4,7 @@ extern int kvm_a(int) __attribute__((weak));
 extern void kvm_b(void *) __attribute__((weak));
 extern void kvm_c(void) __attribute__((weak));
 extern void amd_d(int) __attribute__((weak));
-extern int exported_fn(int);		/* an ordinary (exported) symbol */
+extern int exported_fn(int); /* an ordinary (exported) symbol */
 
 int counter;
 
@@ -15,12 +15,12 @@ int user_call(int x)
 
 void user_tail(void *p)
 {
-	kvm_b(p);			/* tail call: jmp */
+	kvm_b(p); /* tail call: jmp */
 }
 
 __attribute__((cold, noinline)) void user_cold(int x)
 {
-	kvm_c();			/* .text.unlikely */
+	kvm_c(); /* .text.unlikely */
 	amd_d(x);
 	kvm_c();
 }
