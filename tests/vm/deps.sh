@@ -27,6 +27,7 @@ PKGS=(
 	pkg-config
 	libnl-genl-3-dev # userspace tools talk generic netlink
 	libnl-3-dev
+	libssl-dev # kbuild host tools of the debug kernel (tests/debug, make check-debug)
 )
 
 missing=()
