@@ -48,6 +48,11 @@ if ! ko=$(build_module "$ABI" "$KDIR" | tail -n 1); then
 	echo "$pass passed, $fail failed"
 	exit 1
 fi
+# The livepatch-relocation proof on this kernel's build of the module.
+res=$("$top/tests/static-check.sh" "$ko" 2>&1) || true
+printf '%s\n' "$res"
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$res" | tail -n 1)
+count "$ABI-static: ${line:-0 passed, 1 failed}"
 payload=$out/$ABI/payload
 rm -rf "$payload"
 cp -r "$out/payload" "$payload"
