@@ -49,6 +49,7 @@ if ! ko=$(build_module "$ABI" "$KDIR" | tail -n 1); then
 	exit 1
 fi
 # The livepatch-relocation proof on this kernel's build of the module.
+make -s -C "$top/tools/klp-convert" klp-convert
 res=$("$top/tests/static-check.sh" "$ko" 2>&1) || true
 printf '%s\n' "$res"
 line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$res" | tail -n 1)
