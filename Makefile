@@ -5,6 +5,7 @@
 #
 #   make demo          boot Debian kernels in QEMU and show what the module does
 #   make check         build everything and run every test suite (QEMU, both kernels)
+#   make check-debug   the suites under a lockdep/KASAN/fault-injection kernel (built once)
 #   make module        build the module for the running kernel (or KDIR=...)
 #   sudo make install  DKMS + udev rule + library + CLI on a real host
 
@@ -43,6 +44,9 @@ check:
 
 demo:
 	tests/demo.sh
+
+check-debug:
+	tests/debug/check-debug.sh
 
 # Only what DKMS needs to rebuild the module: Kbuild, dkms.conf, sources.
 dkms-install:
@@ -102,5 +106,5 @@ clean:
 	$(MAKE) -C tools clean
 	$(MAKE) -C tests clean
 
-.PHONY: all module module-clean lib tools tests check demo dkms-install \
+.PHONY: all module module-clean lib tools tests check check-debug demo dkms-install \
 	install install-man uninstall uninstall-man clean

@@ -35,6 +35,7 @@ PKGS=(
 	python3    # tests/json-check.sh: kvmas --json through python3's json
 	abigail-tools # lib abi-check: abidiff against the release's ABI dump
 	clang-format # tests/source-check.sh: no drift from the kernel's .clang-format
+	libssl-dev # kbuild host tools of the debug kernel (tests/debug, make check-debug)
 )
 
 missing=()
