@@ -40,10 +40,9 @@ struct kvmas_ioctl_op {
 	/* Copy the struct back on any error (it names the failing op). */
 	bool respond_on_error;
 	/*
-	 * A success changes state: the struct is proved writable before the
-	 * command runs, and a success is reported as one even if the copy
-	 * back then fails (another thread unmapped it meanwhile), because an
-	 * error must mean that nothing changed.
+	 * A success changes state: it is reported as one even if the copy
+	 * back fails (another thread unmapped the struct after it was proved
+	 * writable), because an error must mean that nothing changed.
 	 */
 	bool changes_state;
 };
@@ -170,7 +169,12 @@ static long kvmas_struct_ioctl(struct kvmas_session *s, unsigned int nr,
 		return ret;
 	/* The caller's size stays as it was: only known fields go back. */
 	len = min_t(u32, usize, op->size);
-	if (op->changes_state && kvmas_probe_writable(uarg, len))
+	/*
+	 * Every struct that goes back is proved writable first: a command
+	 * must not fail on its own struct after it changed state or wrote
+	 * other buffers (GET_LAYOUT's entries).
+	 */
+	if (!op->no_response && kvmas_probe_writable(uarg, len))
 		return -EFAULT;
 
 	ret = kvmas_execute(s, nr, &buf);

@@ -372,7 +372,7 @@ TEST_F(ct, other_commands_under_faults)
 	struct kvmas_attach_vm at = { .size = sizeof(at) }, *pa;
 	struct kvmas_caps caps = { .size = sizeof(caps) }, *pc;
 	struct kvmas_layout l = { .size = sizeof(l) }, *pl;
-	struct kvmas_slot *ents;
+	struct kvmas_slot *ents, ents_ok[2];
 	enum place p;
 	int dev2;
 
@@ -385,10 +385,15 @@ TEST_F(ct, other_commands_under_faults)
 			  sys_ret(ioctl(self->dev, KVMAS_GET_VM_INFO, pi)));
 		l.entry_size = sizeof(*ents);
 		l.nr_entries = 2;
-		l.entries = (uintptr_t)self->a.p; /* writable */
+		/* Entries writable: refused before a byte of them is written. */
+		memset(ents_ok, 0xa5, sizeof(ents_ok));
+		l.entries = (uintptr_t)ents_ok;
 		pl = arena_put(&self->a, p, &l, sizeof(l));
 		EXPECT_EQ(-EFAULT,
 			  sys_ret(ioctl(self->dev, KVMAS_GET_LAYOUT, pl)));
+		EXPECT_EQ(0xa5a5a5a5, ents_ok[0].slot)
+		TH_LOG("GET_LAYOUT wrote its entries, then failed on its struct (%s)",
+		       place_name[p]);
 		/* The entries buffer in the faulting place. */
 		l.entries = (uintptr_t)arena_put(&self->a, p, NULL,
 						 2 * sizeof(*ents));

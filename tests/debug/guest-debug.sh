@@ -66,7 +66,8 @@ shadow)
 	[ "$(cat /sys/module/kvm_amd/parameters/npt)" = N ]
 	tap $? shadow_paging
 	# shadow-all.sh's suites, with the scaled hammer (it pins 3000).
-	for t in batch_test contract_test oracle_test; do
+	for t in batch_validation_test batch_rollback_test batch_dirty_test \
+		batch_concurrency_test batch_hammer_test contract_test oracle_test; do
 		echo "# suite: $t"
 		./$t || rc=1
 	done

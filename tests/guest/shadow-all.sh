@@ -7,7 +7,7 @@
 export PATH="$PWD:$PATH"
 rc=0
 for t in ./batch_validation_test ./batch_rollback_test ./batch_dirty_test \
-	./batch_concurrency_test "env KVMAS_HAMMER_ITERS=3000 ./batch_hammer_test" \
+	./batch_concurrency_test "env KVMAS_HAMMER_ITERS=${KVMAS_HAMMER_ITERS:-3000} ./batch_hammer_test" \
 	./contract_test ./oracle_test; do
 	echo "# suite: $t"
 	$t || rc=1
