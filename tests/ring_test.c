@@ -26,7 +26,18 @@ TEST(capability_matches_route)
 
 	patch_wait_settled();
 	ASSERT_GE(dev, 0);
-	/* The hardened reset comes with the livepatch route, only with it. */
+	/*
+	 * The hardened reset is advertised exactly when the kernel says our
+	 * replacement of kvm_dirty_ring_reset() is live: the patch enabled,
+	 * no transition pending, its kvm object patched (livepatch sysfs).
+	 */
+	long live = read_long_file(KLP_DIR "/enabled") == 1 &&
+		    read_long_file(KLP_DIR "/transition") == 0 &&
+		    read_long_file(KLP_DIR "/kvm/patched") == 1;
+
+	EXPECT_EQ(live, ioctl(dev, KVMAS_CHECK_EXTENSION,
+			      KVMAS_CAP_HARDENED_RING_RESET) > 0);
+	/* ... and comes with the livepatch route, only with it. */
 	EXPECT_EQ(ioctl(dev, KVMAS_CHECK_EXTENSION, KVMAS_CAP_ROUTE_LIVEPATCH),
 		  ioctl(dev, KVMAS_CHECK_EXTENSION,
 			KVMAS_CAP_HARDENED_RING_RESET));
