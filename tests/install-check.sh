@@ -29,7 +29,7 @@ trap 'rm -rf "$dest" "$dest.log"' EXIT
 vars=(DESTDIR="$dest" PREFIX=/usr/local)
 
 t "make install into a DESTDIR" logged make -s -C "$top" install "${vars[@]}"
-for f in usr/local/bin/kvmas usr/local/lib/libkvmas.so.1 \
+for f in usr/local/bin/kvmas usr/local/lib/libkvmas.so.2 \
 	usr/local/lib/libkvmas.a usr/local/lib/pkgconfig/kvmas.pc \
 	usr/local/include/kvmas.h usr/local/include/linux/kvm_atomic_slots.h \
 	usr/local/share/bash-completion/completions/kvmas \
@@ -43,7 +43,7 @@ for f in usr/local/bin/kvmas usr/local/lib/libkvmas.so.1 \
 	t "installed $f" test -e "$dest/$f"
 done
 t "libkvmas.so points at the soname" \
-	test "$(readlink "$dest/usr/local/lib/libkvmas.so")" = libkvmas.so.1
+	test "$(readlink "$dest/usr/local/lib/libkvmas.so")" = libkvmas.so.2
 t "kvmas.pc names the install prefix" \
 	grep -qx 'libdir=/usr/local/lib' "$dest/usr/local/lib/pkgconfig/kvmas.pc"
 t "the installed kvmas runs" logged "$dest/usr/local/bin/kvmas" help

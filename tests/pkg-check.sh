@@ -237,7 +237,7 @@ EOF
 t "a program builds with pkg-config --cflags --libs kvmas" logged in_root \
 	sh -c 'cc -Wall -Werror -o /tmp/t /tmp/t.c $(pkg-config --cflags --libs kvmas)'
 t "it needs libkvmas.so.2" logged in_root sh -c \
-	'readelf -d /tmp/t | grep -q "NEEDED.*\[libkvmas\.so\.1\]"'
+	'readelf -d /tmp/t | grep -q "NEEDED.*\[libkvmas\.so\.2\]"'
 t "it runs against the installed library" logged in_root \
 	env KVMAS_DEVICE=/nonexistent /tmp/t
 rm -f "$root/tmp/t" "$root/tmp/t.c"
