@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "batch_helpers.h"
+#include "rng.h"
 #include "ringvm.h"
 #include "kselftest_harness.h"
 
@@ -36,27 +37,6 @@
 #define FZ_SPACE (64 * MiB)
 #define FZ_MEM (80 * MiB)
 #define FZ_RING 4096 /* entries per vCPU ring */
-
-static uint64_t fz_state;
-
-static uint64_t fz_rnd(void)
-{
-	/* xorshift64*: reproducible from the printed seed. */
-	fz_state ^= fz_state >> 12;
-	fz_state ^= fz_state << 25;
-	fz_state ^= fz_state >> 27;
-	return fz_state * 2685821657736338717ULL;
-}
-
-static uint64_t fz_below(uint64_t n)
-{
-	return n ? fz_rnd() % n : 0;
-}
-
-static int fz_chance(unsigned int pct)
-{
-	return fz_below(100) < pct;
-}
 
 /* The fuzzer's slots, as the module must have them. */
 struct fz_slot {
@@ -119,14 +99,14 @@ static void *fz_ptr(struct fz *f, void *good, size_t len)
 {
 	uint8_t *p;
 
-	switch (fz_below(12)) {
+	switch (below(12)) {
 	case 0:
 		return NULL;
 	case 1:
 		return f->none;
 	case 2:
 	case 3:
-		p = fz_chance(50) ? f->ro : f->ro - (len > 1 ? len / 2 : 1);
+		p = chance(50) ? f->ro : f->ro - (len > 1 ? len / 2 : 1);
 		mprotect(f->ro, f->psz, PROT_READ | PROT_WRITE);
 		if (len <= (size_t)f->psz / 2)
 			memcpy(p, good, len);
@@ -136,8 +116,8 @@ static void *fz_ptr(struct fz *f, void *good, size_t len)
 		return (void *)0xffff888000000000ULL;
 	case 5:
 		/* Non-canonical: never one of our own pages. */
-		return (void *)(uintptr_t)(fz_rnd() | (1ULL << 63)) -
-		       (fz_rnd() & 0x7000000000000000ULL);
+		return (void *)(uintptr_t)(rnd() | (1ULL << 63)) -
+		       (rnd() & 0x7000000000000000ULL);
 	default:
 		return good;
 	}
@@ -146,13 +126,13 @@ static void *fz_ptr(struct fz *f, void *good, size_t len)
 /* A size word: exact most often, then every other kind. */
 static uint32_t fz_size(uint32_t exact)
 {
-	switch (fz_below(10)) {
+	switch (below(10)) {
 	case 0:
 		return 0;
 	case 1:
-		return fz_below(exact);
+		return below(exact);
 	case 2:
-		return exact + 8 * (1 + fz_below(8));
+		return exact + 8 * (1 + below(8));
 	case 3:
 		return 0xffffffffu;
 	default:
@@ -166,45 +146,45 @@ static void fz_garble(void *p, size_t len)
 	size_t i;
 
 	for (i = 0; i < len; i++)
-		if (fz_chance(10))
-			b[i] = fz_rnd();
+		if (chance(10))
+			b[i] = rnd();
 }
 
 /* A plausible op on the fuzzer's slots, from the model. */
 static void fz_op(struct fz *f, unsigned int as, struct kvmas_batch_op *o)
 {
-	unsigned int id = fz_below(FZ_IDS);
+	unsigned int id = below(FZ_IDS);
 	struct fz_slot *s = &f->model[as][id];
 
 	memset(o, 0, sizeof(*o));
 	o->as_id = as;
 	o->slot = FZ_FIRST + id;
-	o->op = s->used ? 2 + fz_below(4) : KVMAS_OP_CREATE;
+	o->op = s->used ? 2 + below(4) : KVMAS_OP_CREATE;
 	switch (o->op) {
 	case KVMAS_OP_DELETE:
-		if (fz_chance(20))
+		if (chance(20))
 			o->dirty_bitmap = (uintptr_t)fz_ptr(f, f->rw, 512);
 		break;
 	case KVMAS_OP_SET_FLAGS:
 		o->flags = s->flags ^
-			   (fz_chance(70) ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+			   (chance(70) ? KVM_MEM_LOG_DIRTY_PAGES : 0);
 		break;
 	case KVMAS_OP_MOVE:
 		o->flags = s->flags;
 		o->memory_size = s->size;
 		o->userspace_addr = s->hva;
 		o->guest_phys_addr =
-			FZ_GPA + fz_below(FZ_SPACE / FZ_UNIT) * FZ_UNIT;
+			FZ_GPA + below(FZ_SPACE / FZ_UNIT) * FZ_UNIT;
 		break;
 	default:
-		o->flags = fz_below(3);
+		o->flags = below(3);
 		o->guest_phys_addr =
-			FZ_GPA + fz_below(FZ_SPACE / FZ_UNIT) * FZ_UNIT;
-		o->memory_size = (1 + fz_below(16)) * FZ_UNIT;
+			FZ_GPA + below(FZ_SPACE / FZ_UNIT) * FZ_UNIT;
+		o->memory_size = (1 + below(16)) * FZ_UNIT;
 		o->userspace_addr =
 			(uintptr_t)f->mem +
-			fz_below((FZ_MEM - 16 * FZ_UNIT) / FZ_UNIT) * FZ_UNIT;
-		if (o->op == KVMAS_OP_REPLACE && fz_chance(20))
+			below((FZ_MEM - 16 * FZ_UNIT) / FZ_UNIT) * FZ_UNIT;
+		if (o->op == KVMAS_OP_REPLACE && chance(20))
 			o->dirty_bitmap = (uintptr_t)fz_ptr(f, f->rw, 512);
 		break;
 	}
@@ -214,12 +194,12 @@ static void fz_op(struct fz *f, unsigned int as, struct kvmas_batch_op *o)
 	 * the hand-off pointer (a garbled valid pointer could land in this
 	 * process's own memory).
 	 */
-	if (fz_chance(10))
+	if (chance(10))
 		fz_garble(o, offsetof(struct kvmas_batch_op, dirty_bitmap));
 	o->as_id = as;
 	o->slot = FZ_FIRST + id;
-	if (fz_chance(2))
-		o->slot = 32764 + fz_below(4); /* ids KVM refuses */
+	if (chance(2))
+		o->slot = 32764 + below(4); /* ids KVM refuses */
 }
 
 /* A successful commit, applied to the model. */
@@ -329,39 +309,39 @@ static int fz_commit(struct fz *f)
 {
 	static struct kvmas_batch_op ops[KVMAS_MAX_BATCH_OPS + 8];
 	struct kvmas_commit_batch c = { .size = sizeof(c) }, *pc = &c;
-	unsigned int n, i, as = fz_chance(80) ? 0 : 1;
+	unsigned int n, i, as = chance(80) ? 0 : 1;
 	uint8_t big[sizeof(ops[0]) + 16];
 	int well_formed, r, err;
 
-	n = fz_chance(90) ? 1 + fz_below(6) : fz_below(KVMAS_MAX_BATCH_OPS + 8);
+	n = chance(90) ? 1 + below(6) : below(KVMAS_MAX_BATCH_OPS + 8);
 	for (i = 0; i < n; i++)
 		fz_op(f, as, &ops[i]);
-	c.nr_ops = fz_chance(97) ? n : fz_rnd();
+	c.nr_ops = chance(97) ? n : rnd();
 	c.op_size = sizeof(ops[0]);
 	c.ops = (uintptr_t)ops;
-	if (fz_chance(10))
-		c.flags = fz_chance(50) ? KVMAS_BATCH_VALIDATE_ONLY :
-					  (uint32_t)fz_rnd();
-	if (fz_chance(20))
+	if (chance(10))
+		c.flags = chance(50) ? KVMAS_BATCH_VALIDATE_ONLY :
+				       (uint32_t)rnd();
+	if (chance(20))
 		c.flags |= KVMAS_BATCH_ROUTE_INVALIDATE;
-	if (fz_chance(3))
-		c.__reserved = fz_rnd();
-	if (fz_chance(5) && n == 1) {
+	if (chance(3))
+		c.__reserved = rnd();
+	if (chance(5) && n == 1) {
 		/* A newer caller's longer op: its tail must be zero. */
 		memset(big, 0, sizeof(big));
 		memcpy(big, ops, sizeof(ops[0]));
-		if (fz_chance(50))
+		if (chance(50))
 			big[sizeof(big) - 1] = 1;
 		c.op_size = sizeof(big);
 		c.ops = (uintptr_t)big;
-	} else if (fz_chance(5)) {
+	} else if (chance(5)) {
 		c.op_size = fz_size(sizeof(ops[0]));
 	}
-	if (fz_chance(6))
+	if (chance(6))
 		c.ops = (uintptr_t)fz_ptr(f, ops, sizeof(ops[0]));
-	if (fz_chance(6))
+	if (chance(6))
 		c.size = fz_size(sizeof(c));
-	if (fz_chance(6))
+	if (chance(6))
 		pc = fz_ptr(f, &c, sizeof(c));
 	/*
 	 * What a success applies: exactly these ops. A call with a bogus op
@@ -411,23 +391,23 @@ static int fz_call(struct fz *f, unsigned int *nr)
 	unsigned int k;
 
 	memset(&u, 0, sizeof(u));
-	switch (fz_below(9)) {
+	switch (below(9)) {
 	case 0:
 		*nr = KVMAS_CMD_GET_API_VERSION;
 		return ioctl(f->dev, KVMAS_GET_API_VERSION,
-			     fz_chance(80) ? 0 : fz_rnd());
+			     chance(80) ? 0 : rnd());
 	case 1:
 		*nr = KVMAS_CMD_CHECK_EXTENSION;
-		return ioctl(f->dev, KVMAS_CHECK_EXTENSION, fz_rnd() % 20);
+		return ioctl(f->dev, KVMAS_CHECK_EXTENSION, rnd() % 20);
 	case 2:
 		*nr = KVMAS_CMD_GET_CAPS;
 		exact = sizeof(u.caps);
-		u.caps.flags = fz_chance(90) ? 0 : fz_rnd();
+		u.caps.flags = chance(90) ? 0 : rnd();
 		break;
 	case 3:
 		*nr = KVMAS_CMD_ATTACH_VM;
 		exact = sizeof(u.at);
-		u.at.vm_fd = fz_chance(50) ? f->r.vm : (int)fz_below(64) - 2;
+		u.at.vm_fd = chance(50) ? f->r.vm : (int)below(64) - 2;
 		break;
 	case 4:
 		*nr = KVMAS_CMD_GET_VM_INFO;
@@ -436,10 +416,10 @@ static int fz_call(struct fz *f, unsigned int *nr)
 	case 5:
 		*nr = KVMAS_CMD_GET_LAYOUT;
 		exact = sizeof(u.l);
-		u.l.flags = fz_below(4) | (fz_chance(5) ? fz_rnd() : 0);
-		u.l.as_id = fz_chance(90) ? fz_below(2) : fz_rnd();
-		u.l.entry_size = fz_chance(80) ? sizeof(ents[0]) : fz_size(40);
-		u.l.nr_entries = fz_chance(80) ? 64 : fz_rnd();
+		u.l.flags = below(4) | (chance(5) ? rnd() : 0);
+		u.l.as_id = chance(90) ? below(2) : rnd();
+		u.l.entry_size = chance(80) ? sizeof(ents[0]) : fz_size(40);
+		u.l.nr_entries = chance(80) ? 64 : rnd();
 		/* Never more than our buffer holds, unless it is unmapped. */
 		if (u.l.entry_size > sizeof(ents[0]) || u.l.nr_entries > 64)
 			u.l.entries = (uintptr_t)f->none;
@@ -451,14 +431,13 @@ static int fz_call(struct fz *f, unsigned int *nr)
 		exact = sizeof(u.rr);
 		for (k = 0; k < 4; k++)
 			v[k] = (struct kvmas_ring_vcpu){
-				.vcpu_id = fz_chance(80) ? fz_below(2) :
-							   fz_rnd(),
-				.boundary = fz_rnd(),
+				.vcpu_id = chance(80) ? below(2) : rnd(),
+				.boundary = rnd(),
 			};
-		u.rr.flags = fz_chance(80) ? fz_below(4) : fz_rnd();
-		u.rr.nr_vcpus = fz_chance(90) ? 1 + fz_below(4) : fz_rnd();
-		u.rr.vcpu_size = fz_chance(80) ? sizeof(v[0]) : fz_size(24);
-		u.rr.max_entries = fz_below(3) ? 0 : fz_below(100);
+		u.rr.flags = chance(80) ? below(4) : rnd();
+		u.rr.nr_vcpus = chance(90) ? 1 + below(4) : rnd();
+		u.rr.vcpu_size = chance(80) ? sizeof(v[0]) : fz_size(24);
+		u.rr.max_entries = below(3) ? 0 : below(100);
 		if (u.rr.nr_vcpus > 4 || u.rr.vcpu_size > sizeof(v[0]))
 			u.rr.vcpus = (uintptr_t)f->none;
 		else
@@ -467,14 +446,14 @@ static int fz_call(struct fz *f, unsigned int *nr)
 	case 7:
 		/* Unknown commands, and known ones wrongly encoded. */
 		*nr = 99;
-		cmd = fz_chance(50) ? _IO(KVMAS_TYPE, 7 + fz_below(40)) :
-				      _IOWR(KVMAS_TYPE, fz_below(0x12), u.raw);
+		cmd = chance(50) ? _IO(KVMAS_TYPE, 7 + below(40)) :
+				   _IOWR(KVMAS_TYPE, below(0x12), u.raw);
 		return ioctl(f->dev, cmd, &u);
 	default:
 		*nr = KVMAS_CMD_COMMIT_BATCH;
 		return fz_commit(f);
 	}
-	if (fz_chance(5)) {
+	if (chance(5)) {
 		fz_garble(&u, exact);
 		/*
 		 * The kernel writes where these point: garbage there could
@@ -492,10 +471,10 @@ static int fz_call(struct fz *f, unsigned int *nr)
 					     (uintptr_t)f->none :
 					     (uintptr_t)v;
 	}
-	*(uint32_t *)&u = fz_chance(85) ? exact : fz_size(exact);
-	if (fz_chance(8))
-		u.raw[exact + fz_below(16)] = 1; /* a non-zero unknown tail */
-	if (fz_chance(8))
+	*(uint32_t *)&u = chance(85) ? exact : fz_size(exact);
+	if (chance(8))
+		u.raw[exact + below(16)] = 1; /* a non-zero unknown tail */
+	if (chance(8))
 		arg = fz_ptr(f, &u, exact);
 	return ioctl(f->dev, _IO(KVMAS_TYPE, *nr), arg);
 }
@@ -529,7 +508,7 @@ TEST_F_TIMEOUT(fz, ioctls_while_vcpus_run, 1200)
 	printf("# fuzz seed %" PRIu64 " (KVMAS_FUZZ_SEED=%" PRIu64
 	       " replays), %lu calls\n",
 	       seed, seed, calls);
-	fz_state = seed | 1;
+	rng_seed(seed);
 	f.psz = sysconf(_SC_PAGESIZE);
 	f.pages = mmap(NULL, 3 * f.psz, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -35,6 +35,7 @@
 #include <time.h>
 
 #include "batch_helpers.h"
+#include "rng.h"
 #include "kselftest_harness.h"
 
 #ifndef KVM_CAP_GUEST_MEMFD
@@ -49,27 +50,6 @@
 #define MAX_OPS 6
 /* KVM_MEM_MAX_NR_PAGES: a slot's page count must stay below 2^31. */
 #define MAX_NR_PAGES ((1ULL << 31) - 1)
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	/* xorshift64*: reproducible from the printed seed. */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 2685821657736338717ULL;
-}
-
-static uint64_t below(uint64_t n)
-{
-	return n ? rnd() % n : 0;
-}
-
-static int chance(unsigned int pct)
-{
-	return below(100) < pct;
-}
 
 struct layout {
 	unsigned int nr;
@@ -741,7 +721,7 @@ TEST_F_TIMEOUT(diff, oracle, 1800)
 	printf("# oracle seed %" PRIu64 " (KVMAS_ORACLE_SEED=%" PRIu64
 	       " replays), %u cases\n",
 	       seed, seed, cases);
-	rng_state = seed | 1;
+	rng_seed(seed);
 	t.mem = guest_mem(HVA_SPACE);
 	bitmap = guest_mem(1 * MiB);
 	ASSERT_NE(NULL, t.mem);
