@@ -57,12 +57,12 @@ secs() {
 # run NAME MODE TOGGLES TIMEOUT [LD_PRELOAD] [extra qemu args...]
 # Sets R_RC (QEMU: 1 = guest passed, 3 = guest found an error, 143 =
 # killed by us), R_KIE (internal errors), R_DOTS (toggles completed),
-# R_RESULT (the guest's RESULT line), R_EIP, R_CS (wall centiseconds),
+# R_RESULT (the guest's RESULT line), R_EIP, R_CS (wall centiseconds), R_NAME,
 # R_TIMEOUT.
 run() {
 	name=$1 mode=$2 toggles=$3 limit=$4 pre=${5:-}
 	shift 5
-	dc=$W/$name.dc err=$W/$name.err
+	dc=$W/$name.dc err=$W/$name.err R_NAME=$name
 	rm -f "$dc" "$err"
 	KVMTRACE_FILE=$W/$name.kt
 	KVMAS_PRELOAD_LOG=$W/$name.pl
@@ -108,6 +108,26 @@ run() {
 	R_EIP=$(sed -n 's/^EIP=\([0-9a-f]*\).*/\1/p' "$err" | head -n 1)
 }
 
+# An AP-halted run (tests 1 and 4), re-run once if the guest reset.
+# A guest reset is QEMU ending the run itself with status 0 before the
+# guest's RESULT line: a triple fault, which -no-reboot turns into an exit.
+# CI saw one on a stock control run (nothing of this project in its path:
+# the livepatch only replaces the dirty-ring reset, which QEMU 7.2 does not
+# use) under the TCG-emulated SVM; it is the TCG artefact REFERENCE.md warns
+# of, not a result. Either side gets the one re-run, and the evidence and a
+# note are printed; a second reset in a row stands as the run's result.
+# run_idle NAME TOGGLES PRELOAD
+RESETS=""
+run_idle() {
+	run "$1" idle "$2" 600 "$3"
+	if [ "$R_RC" = 0 ] && [ -z "$R_RESULT" ]; then
+		echo "# note: $1 ended in a guest reset after $R_DOTS/$2 toggles ($(secs "$R_CS") s); evidence, then one re-run:"
+		show "$1"
+		RESETS="$RESETS $1"
+		run "$1-again" idle "$2" 600 "$3"
+	fi
+}
+
 # Prints a run's evidence when it went wrong.
 show() {
 	echo "# --- $1: rc=$R_RC timeout=$R_TIMEOUT, debugcon tail:"
@@ -136,14 +156,14 @@ echo "# $(./qemu-system-x86_64 --version | head -n 1)"
 echo "# guest: pamguest.elf, ${MEM} MiB, 2 vCPUs, -accel kvm; kernel $(uname -r)"
 
 # 1: control.
-run control idle "$CONTROL" 600 ""
+run_idle control "$CONTROL" ""
 ctl_cs=$R_CS
 if [ "$R_RC" = 1 ] && [ "$R_KIE" = 0 ] && [ "$R_DOTS" = "$CONTROL" ] &&
    echo "$R_RESULT" | grep -q ' PASS$'; then
 	ok "control: stock QEMU 7.2, AP halted: $R_DOTS/$CONTROL toggles, 0 errors ($(secs "$R_CS") s, $(per_toggle "$R_CS" "$R_DOTS") ms/toggle)"
 else
 	notok "control: stock QEMU 7.2, AP halted: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$CONTROL toggles"
-	show control
+	show "$R_NAME"
 fi
 
 # The memslot ioctls of the guest's setup and first stock toggles, from
@@ -228,23 +248,26 @@ else
 	# test 1's): the ratio of the sums and each pair's ratio.
 	shim_t=0 stock_t=$ctl_cs bad4="" pairs="" r=1 prev=$ctl_cs
 	while :; do
-		run "shimidle$r" idle "$CONTROL" 600 "$PRELOAD"
+		run_idle "shimidle$r" "$CONTROL" "$PRELOAD"
 		if [ "$R_RC" != 1 ] || [ "$R_KIE" != 0 ] || [ "$R_DOTS" != "$CONTROL" ]; then
 			bad4="$bad4 shimidle$r: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$CONTROL toggles;"
-			show "shimidle$r"
+			show "$R_NAME"
 		fi
 		shim_t=$((shim_t + R_CS))
 		pairs="$pairs $(ratio "$R_CS" "$prev")"
 		echo "# round $r: stock $(secs "$prev") s, shim $(secs "$R_CS") s"
 		[ "$r" -ge "$ROUNDS" ] && break
 		r=$((r + 1))
-		run "control$r" idle "$CONTROL" 600 ""
-		[ "$R_RC" = 1 ] && [ "$R_KIE" = 0 ] && [ "$R_DOTS" = "$CONTROL" ] ||
-			bad4="$bad4 control$r: rc=$R_RC;"
+		run_idle "control$r" "$CONTROL" ""
+		if [ "$R_RC" != 1 ] || [ "$R_KIE" != 0 ] || [ "$R_DOTS" != "$CONTROL" ]; then
+			bad4="$bad4 control$r: rc=$R_RC, $R_KIE internal errors, $R_DOTS/$CONTROL toggles;"
+			show "$R_NAME"
+		fi
 		stock_t=$((stock_t + R_CS))
 		prev=$R_CS
 	done
 	tt=$((CONTROL * ROUNDS))
+	[ -z "$RESETS" ] || echo "# guest resets re-run once (tests 1 and 4):$RESETS"
 	if [ -z "$bad4" ]; then
 		ok "wall time, AP halted, $ROUNDS x $CONTROL toggles each: shim $(per_toggle "$shim_t" "$tt") ms/toggle, stock $(per_toggle "$stock_t" "$tt") ms/toggle: ratio shim/stock $(ratio "$shim_t" "$stock_t") (per round:$pairs)"
 	else
