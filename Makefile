@@ -6,6 +6,7 @@
 #   make demo          boot Debian kernels in QEMU and show what the module does
 #   make check         build everything and run every test suite (QEMU, both kernels)
 #   make check-debug   the suites under a lockdep/KASAN/fault-injection kernel (built once)
+#   make soak          everything at once for 5 minutes per kernel (KVMAS_SOAK_SECONDS)
 #   make module        build the module for the running kernel (or KDIR=...)
 #   sudo make install  DKMS + udev rule + library + CLI on a real host
 
@@ -47,6 +48,9 @@ demo:
 
 check-debug:
 	tests/debug/check-debug.sh
+
+soak:
+	tests/soak.sh
 
 # Only what DKMS needs to rebuild the module: Kbuild, dkms.conf, sources.
 dkms-install:
@@ -106,5 +110,5 @@ clean:
 	$(MAKE) -C tools clean
 	$(MAKE) -C tests clean
 
-.PHONY: all module module-clean lib tools tests check check-debug demo dkms-install \
+.PHONY: all module module-clean lib tools tests check check-debug soak demo dkms-install \
 	install install-man uninstall uninstall-man clean

@@ -15,6 +15,7 @@
 
 #include "kvm_helpers.h"
 #include "kvmas.h"
+#include "ring_epochs.h"
 #include "ringvm.h"
 #include "kselftest_harness.h"
 
@@ -637,33 +638,6 @@ TEST(ring_full_exit)
 
 /* ---- epochs: vCPUs, per-vCPU harvesters, stock resets, batch commits ---- */
 
-#define EP_PAGES 48
-#define EP_PASSES 2
-
-struct epochs;
-
-struct lane {
-	struct epochs *x;
-	int i;
-	struct kvmas_ring kr;
-	uint8_t seen[EP_PAGES];
-	volatile int go; /* epoch the vCPU may run */
-	volatile int done; /* last epoch the vCPU finished */
-	uint64_t entries, resets, misses, foreign;
-	int err;
-	pthread_t vcpu_thread, harvest_thread;
-};
-
-struct epochs {
-	struct ringvm r;
-	struct kvmas *kv;
-	int nr_epochs;
-	volatile int stop;
-	struct lane lane[2];
-	uint64_t stock_calls, stock_entries, batches;
-	int batch_err;
-};
-
 static int env_int(const char *name, int def)
 {
 	const char *s = getenv(name);
@@ -671,176 +645,34 @@ static int env_int(const char *name, int def)
 	return s && *s ? atoi(s) : def;
 }
 
-static void *vcpu_main(void *arg)
-{
-	struct lane *l = arg;
-	int e, p, ret;
-
-	for (e = 1; e <= l->x->nr_epochs && !l->err; e++) {
-		while (__atomic_load_n(&l->go, __ATOMIC_ACQUIRE) < e)
-			sched_yield();
-		for (p = 0; p < EP_PASSES; p++) {
-			ret = rv_run_pass(&l->x->r, l->i);
-			if (ret) {
-				l->err = ret;
-				break;
-			}
-		}
-		__atomic_store_n(&l->done, e, __ATOMIC_RELEASE);
-	}
-	return NULL;
-}
-
-static void lane_collect(void *opaque, __u32 slot, __u64 offset)
-{
-	struct lane *l = opaque;
-	uint64_t first = (uint64_t)l->i * EP_PAGES;
-
-	l->entries++;
-	if (slot != RV_DATA_SLOT || offset < first ||
-	    offset >= first + EP_PAGES) {
-		l->foreign++;
-		return;
-	}
-	l->seen[offset - first] = 1;
-}
-
-static int lane_step(struct lane *l)
-{
-	struct kvmas_ring *kr = &l->kr;
-	long got;
-
-	/* Nothing new collected and nothing pending: no call. */
-	if (!kvmas_ring_harvest(kr, lane_collect, l, 0) &&
-	    kr->fetch == kr->reset_index)
-		return 0;
-	got = kvmas_ring_reset(l->x->kv, &kr, 1, 0);
-	if (got < 0)
-		return (int)got;
-	l->resets++;
-	return 0;
-}
-
-/* One harvester per vCPU: collects while the vCPU runs, checks each epoch. */
-static void *harvest_main(void *arg)
-{
-	struct lane *l = arg;
-	int e, k;
-
-	for (e = 1; e <= l->x->nr_epochs && !l->err; e++) {
-		memset(l->seen, 0, sizeof(l->seen));
-		__atomic_store_n(&l->go, e, __ATOMIC_RELEASE);
-		while (__atomic_load_n(&l->done, __ATOMIC_ACQUIRE) < e &&
-		       !l->err) {
-			l->err = lane_step(l);
-			sched_yield();
-		}
-		/* Every write of the epoch was pushed before the HLT. */
-		l->err = l->err ?: lane_step(l);
-		for (k = 0; k < EP_PAGES; k++)
-			l->misses += !l->seen[k];
-	}
-	__atomic_store_n(&l->go, INT32_MAX, __ATOMIC_RELEASE);
-	return NULL;
-}
-
-static void *stock_main(void *arg)
-{
-	struct epochs *x = arg;
-	int ret;
-
-	while (!x->stop) {
-		ret = rv_reset_all(&x->r);
-		if (ret > 0)
-			x->stock_entries += ret;
-		x->stock_calls++;
-		usleep(500);
-	}
-	return NULL;
-}
-
-/* Creates, moves and deletes a scratch slot, in batches, all along. */
-static void *batch_main(void *arg)
-{
-	struct epochs *x = arg;
-	struct kvmas_batch *b = kvmas_batch_new();
-	void *mem = guest_mem(0x10000);
-	int k;
-
-	for (k = 0; !x->stop && b && mem; k++) {
-		kvmas_batch_reset(b);
-		switch (k % 3) {
-		case 0:
-			kvmas_batch_create(b, 0, 7, 0, 0x40000000, 0x10000,
-					   mem);
-			break;
-		case 1:
-			kvmas_batch_move(b, 0, 7, 0, 0x50000000, 0x10000, mem);
-			break;
-		default:
-			kvmas_batch_delete(b, 0, 7, NULL);
-			break;
-		}
-		x->batch_err = kvmas_batch_commit(x->kv, b, 0, NULL);
-		if (x->batch_err)
-			break;
-		x->batches++;
-		usleep(1000);
-	}
-	kvmas_batch_free(b);
-	return NULL;
-}
-
 static void run_epochs(struct __test_metadata *_metadata, int with_others)
 {
-	pthread_t stock, batch;
 	struct epochs *x;
 	int i;
 
 	x = calloc(1, sizeof(*x));
 	ASSERT_NE(NULL, x);
-	x->nr_epochs = env_int("KVMAS_RING_EPOCHS", 1000);
-	ASSERT_EQ(0, rv_create(&x->r, 2, RV_RING_ENTRIES, EP_PAGES));
-	x->kv = attach(x->r.vm);
-	ASSERT_NE(NULL, x->kv);
-	for (i = 0; i < 2; i++) {
-		struct lane *l = &x->lane[i];
-
-		l->x = x;
-		l->i = i;
-		rv_ring(&x->r, i, &l->kr);
-		ASSERT_EQ(0,
-			  pthread_create(&l->vcpu_thread, NULL, vcpu_main, l));
-		ASSERT_EQ(0, pthread_create(&l->harvest_thread, NULL,
-					    harvest_main, l));
-	}
+	ASSERT_EQ(0, ep_start(x, env_int("KVMAS_RING_EPOCHS", 1000), 0,
+			      with_others));
+	ep_join(x);
 	if (with_others) {
-		ASSERT_EQ(0, pthread_create(&stock, NULL, stock_main, x));
-		ASSERT_EQ(0, pthread_create(&batch, NULL, batch_main, x));
-	}
-	for (i = 0; i < 2; i++) {
-		pthread_join(x->lane[i].harvest_thread, NULL);
-		pthread_join(x->lane[i].vcpu_thread, NULL);
-	}
-	x->stop = 1;
-	if (with_others) {
-		pthread_join(stock, NULL);
-		pthread_join(batch, NULL);
 		EXPECT_EQ(0, x->batch_err);
+		EXPECT_EQ(0, x->stock_err);
 		EXPECT_GT(x->stock_calls, 0);
 		EXPECT_GT(x->batches, 0);
 	}
 	for (i = 0; i < 2; i++) {
-		struct lane *l = &x->lane[i];
+		struct ep_lane *l = &x->lane[i];
 
 		EXPECT_EQ(0, l->err) TH_LOG("vcpu %d: %d", i, l->err);
+		EXPECT_EQ(x->nr_epochs, l->epochs);
 		EXPECT_EQ(0, l->misses) TH_LOG("vcpu %d lost pages", i);
 		EXPECT_EQ(0, l->foreign) TH_LOG("vcpu %d foreign entries", i);
 		/* Each epoch writes every page at least once. */
 		EXPECT_GE(l->entries, (uint64_t)x->nr_epochs * EP_PAGES);
 		TH_LOG("vcpu %d: %d epochs, %llu entries harvested, %llu resets, "
 		       "%llu pages missed",
-		       i, x->nr_epochs, (unsigned long long)l->entries,
+		       i, l->epochs, (unsigned long long)l->entries,
 		       (unsigned long long)l->resets,
 		       (unsigned long long)l->misses);
 	}
@@ -849,8 +681,7 @@ static void run_epochs(struct __test_metadata *_metadata, int with_others)
 		       (unsigned long long)x->stock_calls,
 		       (unsigned long long)x->stock_entries,
 		       (unsigned long long)x->batches);
-	kvmas_close(x->kv);
-	rv_destroy(&x->r);
+	ep_destroy(x);
 	free(x);
 }
 
