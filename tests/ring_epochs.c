@@ -70,7 +70,8 @@ static int ep_over(struct ep_lane *l, int e)
 {
 	struct epochs *x = l->x;
 
-	return e > x->nr_epochs || (x->deadline_us && wl_now_us() >= x->deadline_us);
+	return e > x->nr_epochs ||
+	       (x->deadline_us && wl_now_us() >= x->deadline_us);
 }
 
 /* One harvester per vCPU: collects while the vCPU runs, checks each epoch. */
@@ -180,7 +181,8 @@ int ep_start(struct epochs *x, int nr_epochs, uint64_t deadline_us,
 		l->last = INT_MAX;
 		rv_ring(&x->r, i, &l->kr);
 		if (pthread_create(&l->vcpu_thread, NULL, ep_vcpu_main, l) ||
-		    pthread_create(&l->harvest_thread, NULL, ep_harvest_main, l))
+		    pthread_create(&l->harvest_thread, NULL, ep_harvest_main,
+				   l))
 			return -EAGAIN;
 	}
 	if (with_others &&

@@ -160,7 +160,8 @@ static int layout_matches_model(struct __test_metadata *_metadata,
 		} else if (id == SOAK_STOCK_SLOT && s->stock_at >= 0) {
 			gpa = SOAK_STOCK_GPA(s->stock_at);
 			size = SOAK_REGION;
-		} else if (id >= 10 && t < SOAK_REGIONS && id == SOAK_SLOT_A(t)) {
+		} else if (id >= 10 && t < SOAK_REGIONS &&
+			   id == SOAK_SLOT_A(t)) {
 			gpa = region_gpa(t);
 			size = s->c[t].split ? SOAK_REGION / 2 : SOAK_REGION;
 		} else if (id >= 10 && t < SOAK_REGIONS && s->c[t].split) {
@@ -214,9 +215,10 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 	for (t = 0; t < SOAK_REGIONS; t++) {
 		struct committer *c = &s->c[t];
 
-		ASSERT_EQ(0, kvm_set_slot(s->w.vm, 0, SOAK_SLOT_A(t), 0,
-					  region_gpa(t), SOAK_REGION,
-					  s->w.target + (size_t)t * SOAK_REGION));
+		ASSERT_EQ(0,
+			  kvm_set_slot(s->w.vm, 0, SOAK_SLOT_A(t), 0,
+				       region_gpa(t), SOAK_REGION,
+				       s->w.target + (size_t)t * SOAK_REGION));
 		c->s = s;
 		c->t = t;
 		c->dev = kvmas_dev_open();
@@ -252,7 +254,8 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 	EXPECT_EQ(0, wl_fatal(&s->w));
 	EXPECT_EQ(mmio0, mmio1);
 	for (i = 0; i < 2; i++) {
-		uint32_t d = wl_target_counter(&s->w, i) - wl_progress(&s->w, i);
+		uint32_t d =
+			wl_target_counter(&s->w, i) - wl_progress(&s->w, i);
 
 		/* One ahead if paused between its function and its progress. */
 		EXPECT_LE(d, 1)
