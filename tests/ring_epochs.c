@@ -50,20 +50,47 @@ static void ep_collect(void *opaque, __u32 slot, __u64 offset)
 	l->seen[offset - first] = 1;
 }
 
-static int ep_step(struct ep_lane *l)
+/* Harvests what the ring holds (all, or a random chunk) and resets it. */
+static int ep_step(struct ep_lane *l, int final)
 {
 	struct kvmas_ring *kr = &l->kr;
+	uint32_t max = 0;
 	long got;
 
+	if ((l->x->flags & EP_PARTIAL) && !final) {
+		l->rng = l->rng * 1103515245u + 12345u;
+		max = 1 + (l->rng >> 16) % 16;
+	}
 	/* Nothing new collected and nothing pending: no call. */
-	if (!kvmas_ring_harvest(kr, ep_collect, l, 0) &&
+	if (!kvmas_ring_harvest(kr, ep_collect, l, max) &&
 	    kr->fetch == kr->reset_index)
 		return 0;
-	got = kvmas_ring_reset(l->x->kv, &kr, 1, 0);
+	if (l->x->flags & EP_STOCK_RESETS) {
+		got = rv_reset_all(&l->x->r);
+		/* KVM reset this ring up to the fetch index. */
+		kr->reset_index = kr->fetch;
+	} else {
+		got = kvmas_ring_reset(l->x->kv, &kr, 1, 0);
+	}
 	if (got < 0)
 		return (int)got;
 	l->resets++;
 	return 0;
+}
+
+/* The index after the last entry KVM published in the lane's ring. */
+static uint32_t ep_produced(struct ep_lane *l)
+{
+	struct kvmas_ring *kr = &l->kr;
+	uint32_t i = kr->fetch;
+
+	/* Pairs with KVM's publication of the entry (smp_store_release). */
+	while (i - kr->fetch < kr->entries &&
+	       (__atomic_load_n(&kr->gfns[i % kr->entries].flags,
+				__ATOMIC_ACQUIRE) &
+		KVM_DIRTY_GFN_F_DIRTY))
+		i++;
+	return i;
 }
 
 static int ep_over(struct ep_lane *l, int e)
@@ -87,15 +114,21 @@ static void *ep_harvest_main(void *arg)
 		/* Pairs with the vCPU thread's release store of done. */
 		while (__atomic_load_n(&l->done, __ATOMIC_ACQUIRE) < e &&
 		       !l->err) {
-			l->err = ep_step(l);
+			l->err = ep_step(l, 0);
 			sched_yield();
 		}
 		if (l->err)
 			break;
 		/* Every write of the epoch was pushed before the HLT. */
-		l->err = ep_step(l);
-		for (k = 0; k < EP_PAGES; k++)
+		while (!l->err && l->kr.fetch != ep_produced(l))
+			l->err = ep_step(l, 1);
+		l->err = l->err ?: ep_step(l, 1);
+		for (k = 0; k < EP_PAGES; k++) {
 			l->misses += !l->seen[k];
+			/* Passes count from 0: epoch e's last is e * EP_PASSES - 1. */
+			l->wrong += rv_value(&l->x->r, l->i, k) !=
+				    (uint32_t)(e * EP_PASSES - 1);
+		}
 		l->epochs++;
 	}
 	/* No epoch after e - 1: last before go, both seen by the vCPU thread. */
@@ -155,16 +188,17 @@ static void *ep_batch_main(void *arg)
 	return NULL;
 }
 
-int ep_start(struct epochs *x, int nr_epochs, uint64_t deadline_us,
-	     int with_others)
+int ep_start(struct epochs *x, int nr_lanes, int nr_epochs,
+	     uint64_t deadline_us, unsigned int flags)
 {
 	int i, ret;
 
 	memset(x, 0, sizeof(*x));
+	x->nr_lanes = nr_lanes;
 	x->nr_epochs = nr_epochs;
 	x->deadline_us = deadline_us;
-	x->with_others = with_others;
-	ret = rv_create(&x->r, 2, RV_RING_ENTRIES, EP_PAGES);
+	x->flags = flags;
+	ret = rv_create(&x->r, nr_lanes, RV_RING_ENTRIES, EP_PAGES);
 	if (ret)
 		return ret;
 	ret = kvmas_open(&x->kv);
@@ -173,11 +207,12 @@ int ep_start(struct epochs *x, int nr_epochs, uint64_t deadline_us,
 	ret = kvmas_attach_vm(x->kv, x->r.vm);
 	if (ret)
 		return ret;
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < nr_lanes; i++) {
 		struct ep_lane *l = &x->lane[i];
 
 		l->x = x;
 		l->i = i;
+		l->rng = 1 + i;
 		l->last = INT_MAX;
 		rv_ring(&x->r, i, &l->kr);
 		if (pthread_create(&l->vcpu_thread, NULL, ep_vcpu_main, l) ||
@@ -185,7 +220,7 @@ int ep_start(struct epochs *x, int nr_epochs, uint64_t deadline_us,
 				   l))
 			return -EAGAIN;
 	}
-	if (with_others &&
+	if ((flags & EP_OTHERS) &&
 	    (pthread_create(&x->stock_thread, NULL, ep_stock_main, x) ||
 	     pthread_create(&x->batch_thread, NULL, ep_batch_main, x)))
 		return -EAGAIN;
@@ -196,12 +231,12 @@ void ep_join(struct epochs *x)
 {
 	int i;
 
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < x->nr_lanes; i++) {
 		pthread_join(x->lane[i].harvest_thread, NULL);
 		pthread_join(x->lane[i].vcpu_thread, NULL);
 	}
 	x->stop = 1;
-	if (x->with_others) {
+	if (x->flags & EP_OTHERS) {
 		pthread_join(x->stock_thread, NULL);
 		pthread_join(x->batch_thread, NULL);
 	}

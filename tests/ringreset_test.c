@@ -652,8 +652,8 @@ static void run_epochs(struct __test_metadata *_metadata, int with_others)
 
 	x = calloc(1, sizeof(*x));
 	ASSERT_NE(NULL, x);
-	ASSERT_EQ(0, ep_start(x, env_int("KVMAS_RING_EPOCHS", 1000), 0,
-			      with_others));
+	ASSERT_EQ(0, ep_start(x, 2, env_int("KVMAS_RING_EPOCHS", 1000), 0,
+			      with_others ? EP_OTHERS : 0));
 	ep_join(x);
 	if (with_others) {
 		EXPECT_EQ(0, x->batch_err);
@@ -668,6 +668,7 @@ static void run_epochs(struct __test_metadata *_metadata, int with_others)
 		EXPECT_EQ(x->nr_epochs, l->epochs);
 		EXPECT_EQ(0, l->misses) TH_LOG("vcpu %d lost pages", i);
 		EXPECT_EQ(0, l->foreign) TH_LOG("vcpu %d foreign entries", i);
+		EXPECT_EQ(0, l->wrong) TH_LOG("vcpu %d wrong values", i);
 		/* Each epoch writes every page at least once. */
 		EXPECT_GE(l->entries, (uint64_t)x->nr_epochs * EP_PAGES);
 		TH_LOG("vcpu %d: %d epochs, %llu entries harvested, %llu resets, "

@@ -18,12 +18,14 @@ static void put32(uint8_t *p, uint32_t v)
 }
 
 /*
+ * Pass p (from 0) writes p into the first dword of each page of the stripe:
  *   again: mov ebx, start          bb imm32
  *   loop:  mov [ebx], eax          89 03
  *          add ebx, 0x1000         81 c3 00 10 00 00
  *          cmp ebx, end            81 fb imm32
  *          jb loop                 72 rel8
  *          hlt                     f4
+ *          inc eax                 40
  *          jmp again               eb rel8
  */
 static void emit_writer(uint8_t *base, int i, uint32_t start, uint32_t end)
@@ -43,8 +45,9 @@ static void emit_writer(uint8_t *base, int i, uint32_t start, uint32_t end)
 	p[19] = 0x72;
 	p[20] = (uint8_t)(5 - 21); /* back to loop at +5 */
 	p[21] = 0xf4;
-	p[22] = 0xeb;
-	p[23] = (uint8_t)(0 - 24); /* back to again at +0 */
+	p[22] = 0x40;
+	p[23] = 0xeb;
+	p[24] = (uint8_t)(0 - 25); /* back to again at +0 */
 }
 
 int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,

@@ -3,7 +3,8 @@
  * A dirty-ring VM for tests: each vCPU runs a flat 32-bit loop that writes
  * one dword into each page of its own stripe of a dirty-logged data slot,
  * then HLTs (an exit to userspace, no in-kernel irqchip). Every pass dirties
- * exactly the stripe's pages, so the ring entries a pass produces are known.
+ * exactly the stripe's pages, so the ring entries a pass produces are known;
+ * pass p (counted from 0 per vCPU) writes the value p (rv_value()).
  */
 #ifndef KVMAS_RINGVM_H
 #define KVMAS_RINGVM_H
@@ -53,6 +54,15 @@ void rv_destroy(struct ringvm *r);
  * reason (> 0) if it stopped for something else (e.g. ring full), or -errno.
  */
 int rv_run_pass(struct ringvm *r, int i);
+
+/* The dword the last pass wrote into page @k of vCPU @i's stripe. */
+static inline uint32_t rv_value(struct ringvm *r, int i, uint32_t k)
+{
+	return __atomic_load_n(
+		(uint32_t *)(r->data +
+			     ((size_t)i * r->pages_per_vcpu + k) * RV_PAGE),
+		__ATOMIC_RELAXED);
+}
 
 /* libkvmas's view of vCPU @i's ring, from the VMM's fetch index in @r. */
 void rv_ring(struct ringvm *r, int i, struct kvmas_ring *kr);

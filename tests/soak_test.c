@@ -231,7 +231,7 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 
 	t0 = wl_now_us();
 	s->deadline_us = t0 + (uint64_t)secs * 1000000;
-	ASSERT_EQ(0, ep_start(x, INT32_MAX, s->deadline_us, 1));
+	ASSERT_EQ(0, ep_start(x, 2, INT32_MAX, s->deadline_us, EP_OTHERS));
 	for (t = 0; t < SOAK_REGIONS; t++)
 		ASSERT_EQ(0, pthread_create(&s->c[t].thread, NULL,
 					    committer_main, &s->c[t]));
@@ -280,6 +280,7 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 		EXPECT_GT(l->epochs, 0);
 		EXPECT_EQ(0, l->misses) TH_LOG("ring vcpu %d lost pages", i);
 		EXPECT_EQ(0, l->foreign) TH_LOG("ring vcpu %d foreign", i);
+		EXPECT_EQ(0, l->wrong) TH_LOG("ring vcpu %d wrong values", i);
 	}
 
 	TH_LOG("%d s: %llu batch commits by %d committers (%llu/s), %u+%u guest calls, "

@@ -14,6 +14,9 @@ KVMAS_HAMMER_SLOT_LOCAL=1 KVMAS_HAMMER_ITERS=2000 ./batch_hammer_test || rc=1
 # Everything at once on two truly parallel CPUs (`make soak` runs it long).
 echo "# suite: soak_test, ${KVMAS_SOAK_SECONDS:=45} s"
 KVMAS_SOAK_SECONDS=$KVMAS_SOAK_SECONDS ./soak_test || rc=1
+# Four vCPUs on the dirty ring, module runs beside stock-reset controls.
+echo "# suite: ring4_test"
+KVMAS_RING4_SECONDS=${KVMAS_RING4_SECONDS:-10} ./ring4_test || rc=1
 # Per-vCPU reset scaling and the stall of a vCPU outside a commit's range
 # need parallel guest CPUs: measured here (reports, not assertions).
 echo "# bench: bench_ring"
