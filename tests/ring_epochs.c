@@ -155,6 +155,15 @@ static void *ep_stock_main(void *arg)
 	return NULL;
 }
 
+/* The stock ioctl for step @k of ep_batch_main(). */
+static int ep_stock_slot(struct epochs *x, int k, void *mem)
+{
+	static const uint64_t gpa[] = { 0x40000000, 0x50000000, 0 };
+
+	return kvm_set_slot(x->r.vm, 0, 7, 0, gpa[k], k == 2 ? 0 : 0x10000,
+			    k == 2 ? NULL : mem);
+}
+
 /* Creates, moves and deletes a scratch slot, in batches, all along. */
 static void *ep_batch_main(void *arg)
 {
@@ -179,7 +188,10 @@ static void *ep_batch_main(void *arg)
 			kvmas_batch_delete(b, 0, 7, NULL);
 			break;
 		}
-		x->batch_err = kvmas_batch_commit(x->kv, b, 0, NULL);
+		if (x->flags & EP_STOCK_SLOTS)
+			x->batch_err = ep_stock_slot(x, k % 3, mem);
+		else
+			x->batch_err = kvmas_batch_commit(x->kv, b, 0, NULL);
 		if (!x->batch_err)
 			x->batches++;
 		usleep(1000);
@@ -201,12 +213,16 @@ int ep_start(struct epochs *x, int nr_lanes, int nr_epochs,
 	ret = rv_create(&x->r, nr_lanes, RV_RING_ENTRIES, EP_PAGES);
 	if (ret)
 		return ret;
-	ret = kvmas_open(&x->kv);
-	if (ret)
-		return ret;
-	ret = kvmas_attach_vm(x->kv, x->r.vm);
-	if (ret)
-		return ret;
+	/* A stock-only run (the control) has no session. */
+	if (!(flags & EP_STOCK_RESETS) ||
+	    ((flags & EP_SLOT_THREAD) && !(flags & EP_STOCK_SLOTS))) {
+		ret = kvmas_open(&x->kv);
+		if (ret)
+			return ret;
+		ret = kvmas_attach_vm(x->kv, x->r.vm);
+		if (ret)
+			return ret;
+	}
 	for (i = 0; i < nr_lanes; i++) {
 		struct ep_lane *l = &x->lane[i];
 
@@ -220,9 +236,11 @@ int ep_start(struct epochs *x, int nr_lanes, int nr_epochs,
 				   l))
 			return -EAGAIN;
 	}
-	if ((flags & EP_OTHERS) &&
-	    (pthread_create(&x->stock_thread, NULL, ep_stock_main, x) ||
-	     pthread_create(&x->batch_thread, NULL, ep_batch_main, x)))
+	if ((flags & EP_STOCK_THREAD) &&
+	    pthread_create(&x->stock_thread, NULL, ep_stock_main, x))
+		return -EAGAIN;
+	if ((flags & EP_SLOT_THREAD) &&
+	    pthread_create(&x->batch_thread, NULL, ep_batch_main, x))
 		return -EAGAIN;
 	return 0;
 }
@@ -236,10 +254,10 @@ void ep_join(struct epochs *x)
 		pthread_join(x->lane[i].vcpu_thread, NULL);
 	}
 	x->stop = 1;
-	if (x->flags & EP_OTHERS) {
+	if (x->flags & EP_STOCK_THREAD)
 		pthread_join(x->stock_thread, NULL);
+	if (x->flags & EP_SLOT_THREAD)
 		pthread_join(x->batch_thread, NULL);
-	}
 }
 
 void ep_destroy(struct epochs *x)

@@ -7,8 +7,9 @@
  * runs, and after each epoch checks that every page of the stripe was
  * harvested (no lost dirty page), nothing else was (no foreign entry) and
  * every page holds the value of the epoch's last pass (no wrong value).
- * With EP_OTHERS a thread calls stock KVM_RESET_DIRTY_RINGS all along and
- * one commits batches on a scratch slot of the same VM. Used by
+ * With EP_STOCK_THREAD a thread calls stock KVM_RESET_DIRTY_RINGS all
+ * along; with EP_SLOT_THREAD one commits batches (or with EP_STOCK_SLOTS
+ * stock ioctls) on a scratch slot of the same VM. Used by
  * ringreset_test (a fixed number of epochs), soak_test (until a deadline)
  * and ring4_test (4 vCPUs, module against stock).
  */
@@ -25,9 +26,14 @@
 #define EP_PASSES 2
 
 /* ep_start() flags */
-#define EP_OTHERS (1U << 0) /* stock-reset and scratch-batch threads */
+#define EP_STOCK_THREAD (1U << 0) /* stock KVM_RESET_DIRTY_RINGS all along */
 #define EP_STOCK_RESETS (1U << 1) /* harvesters reset with the stock ioctl */
 #define EP_PARTIAL (1U << 2) /* harvest (and so reset) in random chunks */
+/* EP_SLOT_THREAD's scratch slot changes with stock ioctls, not batches */
+#define EP_STOCK_SLOTS (1U << 3)
+/* A scratch slot of the ring VM created, moved and deleted all along. */
+#define EP_SLOT_THREAD (1U << 4)
+#define EP_OTHERS (EP_STOCK_THREAD | EP_SLOT_THREAD)
 
 struct epochs;
 
@@ -66,7 +72,9 @@ struct epochs {
 
 /*
  * Creates the ring VM of @nr_lanes vCPUs (RV_RING_ENTRIES, EP_PAGES per
- * vCPU), attaches a session and starts every thread. Returns 0 or -errno.
+ * vCPU), attaches a session (not when nothing goes through the module:
+ * EP_STOCK_RESETS, and no batches) and starts every thread. Returns 0
+ * or -errno.
  */
 int ep_start(struct epochs *x, int nr_lanes, int nr_epochs,
 	     uint64_t deadline_us, unsigned int flags);

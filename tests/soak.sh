@@ -4,7 +4,9 @@
 # `make soak`: the soak (tests/soak_test.c) for KVMAS_SOAK_SECONDS (default
 # 300) per kernel lane, in a boot with multi-threaded TCG, the console
 # captured with ignore_loglevel in build/logs/LANE-soak.log. KVMAS_SOAK_RUNS
-# repeats the boot (default 1). Sets up what it needs like `make check`.
+# repeats the boot (default 1); KVMAS_SOAK_PARTS picks the load's parts
+# (soak_test.c; default 0x5, 0x27 adds the two that show open findings:
+# README, Reliability). Sets up what it needs like `make check`.
 set -euo pipefail
 # shellcheck source=tests/common.sh
 . "$(dirname "$0")/common.sh"
@@ -23,7 +25,7 @@ for lane in $lanes; do
 		say "$ABI: soak $r/$runs, $secs s (console: $log)"
 		rc=0
 		"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$out/payload" \
-			--cmd "KVMAS_SOAK_SECONDS=$secs ./soak-all.sh" \
+			--cmd "KVMAS_SOAK_SECONDS=$secs KVMAS_SOAK_PARTS=${KVMAS_SOAK_PARTS:-0x5} KVMAS_RING4_ROUNDS=${KVMAS_RING4_ROUNDS:-5} KVMAS_RING4_SLOTS=${KVMAS_RING4_SLOTS:-0} ./soak-all.sh" \
 			--tcg-thread multi --append "maxcpus=1 ignore_loglevel" \
 			--timeout $((secs + 900)) --log "$log" --quiet || rc=$?
 		grep -E '^(not )?ok |^# ' "$log" | tr -d '\r' || true

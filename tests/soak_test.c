@@ -40,6 +40,21 @@
 #define SOAK_STOCK_SLOT 40
 #define SOAK_STOCK_GPA(k) ((k) ? 0x50000000ULL : 0x40000000ULL)
 
+/* KVMAS_SOAK_PARTS: which of the load's parts run (default all). */
+#define SOAK_COMMITTERS (1U << 0)
+#define SOAK_STOCK (1U << 1) /* the stock slot thread */
+#define SOAK_RING (1U << 2) /* the dirty-ring VM and its threads */
+/* A scratch slot of the ring VM changed all along (batches, or stock). */
+#define SOAK_RING_SLOTS (1U << 5)
+#define SOAK_ALL (SOAK_COMMITTERS | SOAK_STOCK | SOAK_RING | SOAK_RING_SLOTS)
+/* The control: committers use stock DELETE + CREATE (holes reported). */
+#define SOAK_STOCK_COMMITS (1U << 3)
+/*
+ * The pure control, for a boot without the module: no session anywhere,
+ * stock commits, the ring harvesters reset with KVM_RESET_DIRTY_RINGS.
+ */
+#define SOAK_NO_MODULE (1U << 4)
+
 struct soak;
 
 struct committer {
@@ -55,6 +70,7 @@ struct committer {
 struct soak {
 	struct wl_vm w;
 	uint64_t deadline_us;
+	unsigned int parts; /* SOAK_* */
 	struct committer c[SOAK_REGIONS];
 	/* The stock thread's model: slot 40 absent (-1) or at SOAK_STOCK_GPA(k). */
 	int stock_at;
@@ -68,6 +84,26 @@ struct soak {
 static uint64_t region_gpa(int t)
 {
 	return WL_TARGET_GPA + (uint64_t)t * SOAK_REGION;
+}
+
+/*
+ * The control: the same change with stock ioctls, DELETE before CREATE
+ * (holes expected). REPLACE is DELETE + CREATE of the same slot.
+ */
+static int stock_pair(int vm, const struct kvmas_batch_op *ops)
+{
+	int i, r = 0;
+
+	for (i = 0; i < 2 && !r; i++)
+		if (ops[i].op != KVMAS_OP_CREATE)
+			r = kvm_set_slot(vm, 0, ops[i].slot, 0, 0, 0, NULL);
+	for (i = 0; i < 2 && !r; i++)
+		if (ops[i].op != KVMAS_OP_DELETE)
+			r = kvm_set_slot(
+				vm, 0, ops[i].slot, ops[i].flags,
+				ops[i].guest_phys_addr, ops[i].memory_size,
+				(void *)(uintptr_t)ops[i].userspace_addr);
+	return r;
 }
 
 static void *committer_main(void *arg)
@@ -92,7 +128,10 @@ static void *committer_main(void *arg)
 			ops[1] = op(KVMAS_OP_REPLACE, SOAK_SLOT_A(c->t), gpa,
 				    SOAK_REGION, hva, 0);
 		}
-		r = commit(c->dev, ops, 2, 0);
+		if (c->s->parts & SOAK_STOCK_COMMITS)
+			r.err = stock_pair(c->s->w.vm, ops);
+		else
+			r = commit(c->dev, ops, 2, 0);
 		if (r.err) {
 			c->err = r.err;
 			break;
@@ -194,13 +233,23 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 {
 	const char *env = getenv("KVMAS_SOAK_SECONDS");
 	int secs = env && *env ? atoi(env) : 60;
+	const char *penv = getenv("KVMAS_SOAK_PARTS");
+	unsigned int parts = penv && *penv ? strtoul(penv, NULL, 0) : SOAK_ALL;
+	int nr_c = (parts & SOAK_COMMITTERS) ? SOAK_REGIONS : 0;
+	unsigned int ep_flags =
+		EP_STOCK_THREAD |
+		((parts & SOAK_RING_SLOTS) ? EP_SLOT_THREAD : 0) |
+		((parts & SOAK_NO_MODULE) ? EP_STOCK_RESETS | EP_STOCK_SLOTS :
+					    0);
 	uint64_t commits = 0, t0;
 	struct epochs *x;
 	struct soak *s;
 	int64_t mmio0, mmio1;
 	int t, i;
 
-	if (kvmas_cap(KVMAS_CAP_BATCH_COMMIT) <= 0)
+	if ((parts & SOAK_NO_MODULE) && !(parts & SOAK_STOCK_COMMITS))
+		SKIP(return, "SOAK_NO_MODULE needs SOAK_STOCK_COMMITS");
+	if (!(parts & SOAK_NO_MODULE) && kvmas_cap(KVMAS_CAP_BATCH_COMMIT) <= 0)
 		SKIP(return, "no batch commits on this kernel");
 	ASSERT_GT(secs, 0);
 	s = calloc(1, sizeof(*s));
@@ -208,6 +257,7 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 	ASSERT_NE(NULL, s);
 	ASSERT_NE(NULL, x);
 	s->stock_at = -1;
+	s->parts = parts;
 	s->stock_mem = guest_mem(SOAK_REGION);
 	ASSERT_NE(NULL, s->stock_mem);
 	/* vCPU i calls into region i; the other regions are only committed. */
@@ -221,6 +271,9 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 				       s->w.target + (size_t)t * SOAK_REGION));
 		c->s = s;
 		c->t = t;
+		c->dev = -1;
+		if (parts & SOAK_NO_MODULE)
+			continue;
 		c->dev = kvmas_dev_open();
 		ASSERT_GE(c->dev, 0);
 		ASSERT_EQ(0, kvmas_attach(c->dev, s->w.vm));
@@ -231,29 +284,38 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 
 	t0 = wl_now_us();
 	s->deadline_us = t0 + (uint64_t)secs * 1000000;
-	ASSERT_EQ(0, ep_start(x, 2, INT32_MAX, s->deadline_us, EP_OTHERS));
-	for (t = 0; t < SOAK_REGIONS; t++)
+	if (parts & SOAK_RING)
+		ASSERT_EQ(0,
+			  ep_start(x, 2, INT32_MAX, s->deadline_us, ep_flags));
+	for (t = 0; t < nr_c; t++)
 		ASSERT_EQ(0, pthread_create(&s->c[t].thread, NULL,
 					    committer_main, &s->c[t]));
-	ASSERT_EQ(0, pthread_create(&s->stock_thread, NULL, stock_main, s));
-
-	for (t = 0; t < SOAK_REGIONS; t++) {
+	if (parts & SOAK_STOCK)
+		ASSERT_EQ(0, pthread_create(&s->stock_thread, NULL, stock_main,
+					    s));
+	while (wl_now_us() < s->deadline_us)
+		usleep(100 * 1000);
+	for (t = 0; t < nr_c; t++) {
 		pthread_join(s->c[t].thread, NULL);
 		EXPECT_EQ(0, s->c[t].err) TH_LOG("committer %d", t);
 		commits += s->c[t].commits;
 	}
 	s->stop = 1;
-	pthread_join(s->stock_thread, NULL);
-	ep_join(x);
+	if (parts & SOAK_STOCK)
+		pthread_join(s->stock_thread, NULL);
+	if (parts & SOAK_RING)
+		ep_join(x);
 	usleep(50 * 1000);
 	wl_pause_all(&s->w);
 	mmio1 = wl_vcpu_stat(&s->w, -1, "pf_mmio_spte_created");
 
-	/* Workload VM: no hole, every call's write landed. */
-	EXPECT_EQ(0, wl_holes(&s->w));
-	EXPECT_EQ(0, wl_fatal(&s->w));
-	EXPECT_EQ(mmio0, mmio1);
-	for (i = 0; i < 2; i++) {
+	/* Workload VM: no hole, every call's write landed (not the control). */
+	if (!(parts & SOAK_STOCK_COMMITS)) {
+		EXPECT_EQ(0, wl_holes(&s->w));
+		EXPECT_EQ(0, wl_fatal(&s->w));
+		EXPECT_EQ(mmio0, mmio1);
+	}
+	for (i = 0; i < 2 && !(parts & SOAK_STOCK_COMMITS); i++) {
 		uint32_t d =
 			wl_target_counter(&s->w, i) - wl_progress(&s->w, i);
 
@@ -264,16 +326,18 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 		EXPECT_GT(wl_progress(&s->w, i), 1000) TH_LOG("vcpu %d ran", i);
 	}
 	EXPECT_EQ(0, s->stock_err);
-	EXPECT_GT(s->stock_calls, 0);
-	EXPECT_GT(commits, 0);
-	EXPECT_EQ(0, layout_matches_model(_metadata, s, s->c[0].dev));
+	EXPECT_EQ(!!(parts & SOAK_STOCK), s->stock_calls > 0);
+	EXPECT_EQ(!!nr_c, commits > 0);
+	if (!(parts & SOAK_NO_MODULE))
+		EXPECT_EQ(0, layout_matches_model(_metadata, s, s->c[0].dev));
 
 	/* Ring VM: every epoch's pages harvested, nothing foreign. */
 	EXPECT_EQ(0, x->batch_err);
 	EXPECT_EQ(0, x->stock_err);
-	EXPECT_GT(x->batches, 0);
-	EXPECT_GT(x->stock_calls, 0);
-	for (i = 0; i < 2; i++) {
+	EXPECT_EQ((parts & SOAK_RING) && (parts & SOAK_RING_SLOTS),
+		  x->batches > 0);
+	EXPECT_EQ(!!(parts & SOAK_RING), x->stock_calls > 0);
+	for (i = 0; i < 2 && (parts & SOAK_RING); i++) {
 		struct ep_lane *l = &x->lane[i];
 
 		EXPECT_EQ(0, l->err) TH_LOG("ring vcpu %d: %d", i, l->err);
@@ -283,13 +347,13 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 		EXPECT_EQ(0, l->wrong) TH_LOG("ring vcpu %d wrong values", i);
 	}
 
-	TH_LOG("%d s: %llu batch commits by %d committers (%llu/s), %u+%u guest calls, "
-	       "%llu holes; %llu stock slot calls; ring: %d+%d epochs, %llu+%llu entries, "
+	TH_LOG("%d s, parts %#x: %llu batch commits by %d committers (%llu/s), %u+%u guest calls, "
+	       "%llu holes, %lld MMIO SPTEs created; %llu stock slot calls; ring: %d+%d epochs, %llu+%llu entries, "
 	       "%llu+%llu pages lost, %llu KVMAS resets, %llu stock resets, %llu scratch batches",
-	       secs, (unsigned long long)commits, SOAK_REGIONS,
+	       secs, parts, (unsigned long long)commits, nr_c,
 	       (unsigned long long)(commits * 1000000 / (wl_now_us() - t0)),
 	       wl_progress(&s->w, 0), wl_progress(&s->w, 1),
-	       (unsigned long long)wl_holes(&s->w),
+	       (unsigned long long)wl_holes(&s->w), (long long)(mmio1 - mmio0),
 	       (unsigned long long)s->stock_calls, x->lane[0].epochs,
 	       x->lane[1].epochs, (unsigned long long)x->lane[0].entries,
 	       (unsigned long long)x->lane[1].entries,
@@ -301,9 +365,11 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 
 	wl_stop(&s->w);
 	for (t = 0; t < SOAK_REGIONS; t++)
-		close(s->c[t].dev);
+		if (s->c[t].dev >= 0)
+			close(s->c[t].dev);
 	wl_destroy(&s->w);
-	ep_destroy(x);
+	if (parts & SOAK_RING)
+		ep_destroy(x);
 	free(x);
 	free(s);
 }

@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <linux/genetlink.h>
+#include <linux/netlink.h>
 
 #include "batch_helpers.h"
 #include "ringvm.h"
@@ -776,6 +779,264 @@ TEST_F_TIMEOUT(nth, get_layout, 900)
 	EXPECT_LT(0, w.sites);
 	EXPECT_EQ(0, kvm_debugfs_nr_vms());
 	munmap(c.mem, 3 * MiB);
+}
+
+/* ---- generic netlink: GET_STATS (doit), GET_SESSIONS (dumpit) ---------- */
+
+struct nl_ctx {
+	int vm, dev, sock;
+	int dump; /* GET_SESSIONS, else GET_STATS */
+	uint16_t family;
+	uint32_t seq;
+	unsigned int msgs; /* family messages the last call received */
+	int mine; /* ... of which describe this context's session */
+};
+
+/* A netlink message with room for a request or a reply part. */
+union nl_buf {
+	struct nlmsghdr h;
+	char b[16384];
+};
+
+static int nl_send(int sock, uint16_t type, uint16_t flags, uint32_t seq,
+		   uint8_t cmd, const char *name)
+{
+	union nl_buf m;
+	struct genlmsghdr *g;
+	struct nlattr *a;
+	size_t l = name ? strlen(name) + 1 : 0;
+
+	memset(&m, 0, sizeof(struct nlmsghdr) + GENL_HDRLEN + NLA_HDRLEN + 32);
+	m.h.nlmsg_type = type;
+	m.h.nlmsg_flags = NLM_F_REQUEST | flags;
+	m.h.nlmsg_seq = seq;
+	m.h.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN);
+	g = NLMSG_DATA(&m.h);
+	g->cmd = cmd;
+	g->version = name ? 1 : KVMAS_GENL_VERSION;
+	if (name) {
+		a = (struct nlattr *)((char *)g + GENL_HDRLEN);
+		a->nla_type = CTRL_ATTR_FAMILY_NAME;
+		a->nla_len = NLA_HDRLEN + l;
+		memcpy((char *)a + NLA_HDRLEN, name, l);
+		m.h.nlmsg_len += NLA_ALIGN(a->nla_len);
+	}
+	return send(sock, &m, m.h.nlmsg_len, 0) < 0 ? -errno : 0;
+}
+
+/*
+ * Receives the answer to request @seq: calls @fn for each message of
+ * @type, returns at NLMSG_DONE or the ACK (0), or the error the kernel
+ * sent (-errno from NLMSG_ERROR, from the DONE of a failed dump, or from
+ * recv itself).
+ */
+static int nl_recv(int sock, uint32_t seq, uint16_t type,
+		   void (*fn)(struct nlmsghdr *h, void *arg), void *arg)
+{
+	union nl_buf m;
+	struct nlmsghdr *h;
+	ssize_t l;
+
+	for (;;) {
+		l = recv(sock, &m, sizeof(m), 0);
+		if (l < 0)
+			return -errno;
+		for (h = &m.h; NLMSG_OK(h, l); h = NLMSG_NEXT(h, l)) {
+			if (h->nlmsg_seq != seq)
+				continue;
+			if (h->nlmsg_type == NLMSG_ERROR)
+				return ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+			if (h->nlmsg_type == NLMSG_DONE) {
+				int e = 0;
+
+				if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(e)))
+					memcpy(&e, NLMSG_DATA(h), sizeof(e));
+				return e;
+			}
+			if (h->nlmsg_type == type)
+				fn(h, arg);
+		}
+	}
+}
+
+/* The payload of the first attribute @type of a generic netlink message. */
+static const void *nl_attr(const struct nlmsghdr *h, uint16_t type)
+{
+	const char *p = (const char *)NLMSG_DATA(h) + GENL_HDRLEN;
+	int l = h->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN);
+	const struct nlattr *a;
+
+	for (; l >= NLA_HDRLEN;
+	     p += NLA_ALIGN(a->nla_len), l -= NLA_ALIGN(a->nla_len)) {
+		a = (const struct nlattr *)p;
+		if (a->nla_len < NLA_HDRLEN || a->nla_len > l)
+			break;
+		if (a->nla_type == type)
+			return p + NLA_HDRLEN;
+	}
+	return NULL;
+}
+
+static void nl_family_id(struct nlmsghdr *h, void *arg)
+{
+	const void *id = nl_attr(h, CTRL_ATTR_FAMILY_ID);
+
+	if (id)
+		memcpy(arg, id, sizeof(uint16_t));
+}
+
+/* A bound generic netlink socket and the family's id; 0 or -errno. */
+static int nl_open(int *sock, uint16_t *family)
+{
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	int r;
+
+	*family = 0;
+	*sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+	if (*sock < 0)
+		return -errno;
+	if (bind(*sock, (struct sockaddr *)&sa, sizeof(sa)))
+		return -errno;
+	r = nl_send(*sock, GENL_ID_CTRL, NLM_F_ACK, 1, CTRL_CMD_GETFAMILY,
+		    KVMAS_GENL_NAME);
+	r = r ?: nl_recv(*sock, 1, GENL_ID_CTRL, nl_family_id, family);
+	return r ?: (*family ? 0 : -ENOENT);
+}
+
+/* Counts the family's messages and the ones naming our process' session. */
+static void nl_count(struct nlmsghdr *h, void *arg)
+{
+	const void *a = nl_attr(h, KVMAS_NL_A_SESSION_PID);
+	struct nl_ctx *c = arg;
+	uint32_t pid;
+
+	c->msgs++;
+	if (a) {
+		memcpy(&pid, a, sizeof(pid));
+		c->mine += pid == (uint32_t)getpid();
+	}
+}
+
+/* One request of the context's kind on @sock; 0 or -errno. */
+static int nl_request(struct nl_ctx *c, int sock)
+{
+	int r;
+
+	c->msgs = 0;
+	c->mine = 0;
+	c->seq++;
+	r = nl_send(sock, c->family, c->dump ? NLM_F_DUMP : NLM_F_ACK, c->seq,
+		    c->dump ? KVMAS_NL_CMD_GET_SESSIONS :
+			      KVMAS_NL_CMD_GET_STATS,
+		    NULL);
+	return r ?: nl_recv(sock, c->seq, c->family, nl_count, c);
+}
+
+static int nl_setup(void *p)
+{
+	struct nl_ctx *c = p;
+	int r;
+
+	c->vm = kvm_vm_create();
+	if (c->vm < 0)
+		return c->vm;
+	c->dev = kvmas_dev_open();
+	if (c->dev < 0)
+		return c->dev;
+	r = kvmas_attach(c->dev, c->vm);
+	return r ?: nl_open(&c->sock, &c->family);
+}
+
+static int nl_call(void *p)
+{
+	return nl_request(p, ((struct nl_ctx *)p)->sock);
+}
+
+/*
+ * After a failed request the module answers the next one in full, on a
+ * fresh socket: our session still listed once, its stats intact.
+ */
+static int nl_same(void *p, char *why, size_t len)
+{
+	struct nl_ctx *c = p;
+	struct kvmas_vm_info info;
+	uint16_t family;
+	int sock, r;
+
+	r = nl_open(&sock, &family);
+	r = r ?: nl_request(c, sock);
+	if (sock >= 0)
+		close(sock);
+	if (r || c->msgs != 1 || c->mine != c->dump) {
+		snprintf(why, len, "the next request: %s, %u messages, %d ours",
+			 r ? strerror(-r) : "ok", c->msgs, c->mine);
+		return 0;
+	}
+	r = kvmas_vm_info(c->dev, &info);
+	if (r) {
+		snprintf(why, len, "session after a failed request: %s",
+			 strerror(-r));
+		return 0;
+	}
+	return 1;
+}
+
+static int nl_done(void *p, int fired, char *why, size_t len)
+{
+	struct nl_ctx *c = p;
+
+	/* GET_STATS: one reply; GET_SESSIONS: ours, the only session. */
+	if (c->msgs != 1 || c->mine != c->dump) {
+		snprintf(why, len, "success with %u messages, %d ours", c->msgs,
+			 c->mine);
+		return -1;
+	}
+	return 0;
+}
+
+static void nl_teardown(void *p)
+{
+	struct nl_ctx *c = p;
+
+	if (c->sock >= 0)
+		close(c->sock);
+	close(c->dev);
+	close(c->vm);
+	c->sock = -1;
+}
+
+static const struct cmd nl_cmd = { "netlink", nl_setup, nl_call,
+				   nl_same,   nl_done,	nl_teardown };
+
+static void nl_walk(struct __test_metadata *_metadata, int dump)
+{
+	static struct nl_ctx c;
+	char why[512] = "";
+	struct walk w;
+
+	ASSERT_EQ(0, set_knobs());
+	memset(&c, 0, sizeof(c));
+	c.sock = -1;
+	c.dump = dump;
+	EXPECT_EQ(0, walk(&nl_cmd, &c, &w, why, sizeof(why)))
+	TH_LOG("%s", why);
+	report(dump ? "netlink_get_sessions" : "netlink_get_stats", &w);
+	EXPECT_EQ(0, w.dirty) TH_LOG("%s", w.what);
+	/* A dump that cannot allocate its next part reports ENOBUFS. */
+	EXPECT_TRUE(!w.other || w.other_err == ENOBUFS)
+	TH_LOG("errno %s", strerror(w.other_err));
+	EXPECT_LT(0, w.sites);
+	EXPECT_EQ(0, kvm_debugfs_nr_vms());
+}
+
+TEST_F_TIMEOUT(nth, netlink_get_stats, 900)
+{
+	nl_walk(_metadata, 0);
+}
+
+TEST_F_TIMEOUT(nth, netlink_get_sessions, 900)
+{
+	nl_walk(_metadata, 1);
 }
 
 TEST_HARNESS_MAIN
