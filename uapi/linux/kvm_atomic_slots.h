@@ -46,7 +46,9 @@
  * changed. Only if another thread of the caller unmaps or write-protects a
  * buffer while the call runs can an output be lost; the call then still
  * returns success, because the change was made (and logs one rate-limited
- * line). KVMAS_BATCH_VALIDATE_ONLY is a state-changing command that changes
+ * line). A query (KVMAS_GET_LAYOUT, KVMAS_GET_VM_INFO) that loses a copy
+ * that way returns EFAULT, and may have written part of its outputs first;
+ * it changed nothing else. KVMAS_BATCH_VALIDATE_ONLY is a state-changing command that changes
  * nothing: it writes only its struct's out fields.
  *
  * Where KVMAS_COMMIT_BATCH does what a stock KVM_SET_USER_MEMORY_REGION(2)
