@@ -16,9 +16,10 @@ static void *ep_vcpu_main(void *arg)
 	int e, p, ret;
 
 	for (e = 1; !l->err; e++) {
-		/* Pairs with the harvester's release stores of last, then go. */
+		/* Pairs with the harvester's release store of go. */
 		while (__atomic_load_n(&l->go, __ATOMIC_ACQUIRE) < e)
 			sched_yield();
+		/* Stored before that go: the acquire above makes it visible. */
 		if (e > __atomic_load_n(&l->last, __ATOMIC_RELAXED))
 			break;
 		for (p = 0; p < EP_PASSES; p++) {
@@ -31,7 +32,10 @@ static void *ep_vcpu_main(void *arg)
 		/* Pairs with the harvester's acquire load of done. */
 		__atomic_store_n(&l->done, e, __ATOMIC_RELEASE);
 	}
-	/* An error ends the lane: let the harvester stop waiting. */
+	/*
+	 * An error ends the lane: let the harvester stop waiting. Pairs with
+	 * its acquire load of done, which then sees l->err.
+	 */
 	__atomic_store_n(&l->done, INT_MAX, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -78,21 +82,6 @@ static int ep_step(struct ep_lane *l, int final)
 	return 0;
 }
 
-/* The index after the last entry KVM published in the lane's ring. */
-static uint32_t ep_produced(struct ep_lane *l)
-{
-	struct kvmas_ring *kr = &l->kr;
-	uint32_t i = kr->fetch;
-
-	/* Pairs with KVM's publication of the entry (smp_store_release). */
-	while (i - kr->fetch < kr->entries &&
-	       (__atomic_load_n(&kr->gfns[i % kr->entries].flags,
-				__ATOMIC_ACQUIRE) &
-		KVM_DIRTY_GFN_F_DIRTY))
-		i++;
-	return i;
-}
-
 static int ep_over(struct ep_lane *l, int e)
 {
 	struct epochs *x = l->x;
@@ -119,10 +108,11 @@ static void *ep_harvest_main(void *arg)
 		}
 		if (l->err)
 			break;
-		/* Every write of the epoch was pushed before the HLT. */
-		while (!l->err && l->kr.fetch != ep_produced(l))
-			l->err = ep_step(l, 1);
-		l->err = l->err ?: ep_step(l, 1);
+		/*
+		 * Every write of the epoch was pushed before the HLT: one
+		 * unbounded harvest (final) collects the rest.
+		 */
+		l->err = ep_step(l, 1);
 		for (k = 0; k < EP_PAGES; k++) {
 			l->misses += !l->seen[k];
 			/* Passes count from 0: epoch e's last is e * EP_PASSES - 1. */
@@ -131,7 +121,10 @@ static void *ep_harvest_main(void *arg)
 		}
 		l->epochs++;
 	}
-	/* No epoch after e - 1: last before go, both seen by the vCPU thread. */
+	/*
+	 * No epoch after e - 1. last needs no order of its own: the release
+	 * store of go below publishes it (the vCPU thread's acquire of go).
+	 */
 	__atomic_store_n(&l->last, e - 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&l->go, INT_MAX, __ATOMIC_RELEASE);
 	return NULL;

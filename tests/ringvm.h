@@ -55,7 +55,11 @@ void rv_destroy(struct ringvm *r);
  */
 int rv_run_pass(struct ringvm *r, int i);
 
-/* The dword the last pass wrote into page @k of vCPU @i's stripe. */
+/*
+ * The dword the last pass wrote into page @k of vCPU @i's stripe. Relaxed:
+ * the caller reads it after the pass ended in HLT, ordered by its own
+ * handshake with the vCPU thread (ring_epochs.c: the acquire of done).
+ */
 static inline uint32_t rv_value(struct ringvm *r, int i, uint32_t k)
 {
 	return __atomic_load_n(
