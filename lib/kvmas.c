@@ -114,6 +114,7 @@ static const char *const kvmas_cap_names[] = {
 	[KVMAS_CAP_MAX_BATCH_OPS] = "max_batch_ops",
 	[KVMAS_CAP_MAX_ADDRESS_SPACES] = "max_address_spaces",
 	[KVMAS_CAP_NETLINK] = "netlink",
+	[KVMAS_CAP_ROUTE_INVALIDATE] = "route_invalidate",
 };
 
 /* A new capability in the uapi header must get a name here. */

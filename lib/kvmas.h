@@ -290,6 +290,15 @@ struct kvmas_ring {
 KVMAS_API int kvmas_ring_enable(int vm_fd, __u32 bytes, unsigned int flags);
 
 /*
+ * The page offset of a vCPU's dirty ring in the vCPU fd's mmap: 64 on
+ * every architecture that has a ring (x86; arm64 from Linux 6.2). Use this
+ * rather than KVM_DIRTY_LOG_PAGE_OFFSET: headers older than an arch's ring
+ * (bookworm's linux-libc-dev 6.1 on arm64) define that as 0, which maps
+ * the kvm_run page instead of the ring.
+ */
+#define KVMAS_DIRTY_LOG_PAGE_OFFSET 64
+
+/*
  * kvmas_ring_map() - map vCPU @vcpu_fd's ring into @r (every field after
  * @r->size zeroed first; @r->size must be set, see struct kvmas_ring).
  * @bytes: the VM's ring size in bytes; @vcpu_id: its KVM_CREATE_VCPU id.

@@ -86,7 +86,7 @@ KVMAS_API int kvmas_ring_map(struct kvmas_ring *r, int vcpu_fd,
 		return -EINVAL;
 	/* KVM's own rule: shared, never executable. */
 	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd,
-		 (off_t)page * KVM_DIRTY_LOG_PAGE_OFFSET);
+		 (off_t)page * KVMAS_DIRTY_LOG_PAGE_OFFSET);
 	if (p == MAP_FAILED)
 		return -errno;
 	r->gfns = p;

@@ -837,6 +837,10 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 		return -EINVAL;
 	if (n > KVMAS_MAX_BATCH_OPS)
 		return -EMSGSIZE;
+	/* Where INVALID is a hole (arm64), do not build one on request. */
+	if ((cmd->flags & KVMAS_BATCH_ROUTE_INVALIDATE) &&
+	    !kvmas_arch_invalidate_route_ok())
+		return -EOPNOTSUPP;
 	kvm = kvmas_session_vm(s, &r);
 	if (!kvm)
 		return r;

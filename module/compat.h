@@ -86,6 +86,22 @@
 #define kvmas_fence_call(fn, kvm, hva_lo, hva_hi) fn(kvm, hva_lo, hva_hi)
 #endif
 
+/*
+ * The dirty ring: x86 (6.1, 6.12) and arm64 from 6.2 select
+ * HAVE_KVM_DIRTY_RING; Debian's arm64 6.1 does not, so no vCPU there ever
+ * has a ring (KVM refuses KVM_CAP_DIRTY_LOG_RING) and the ring reset is
+ * not offered (internals.c). Its kvm_flush_remote_tlbs() is also arm64's
+ * own and not exported (HAVE_KVM_ARCH_TLB_FLUSH_ALL), so the reset's flush
+ * is not built there: reaching it would mean a reset without a ring.
+ */
+#ifdef CONFIG_HAVE_KVM_DIRTY_RING
+#define kvmas_have_dirty_ring() true
+#define kvmas_ring_flush_remote_tlbs(kvm) kvm_flush_remote_tlbs(kvm)
+#else
+#define kvmas_have_dirty_ring() false
+#define kvmas_ring_flush_remote_tlbs(kvm) WARN_ON_ONCE(1)
+#endif
+
 /* guest_memfd slots (6.8+); a kernel without them has none. */
 #ifdef KVM_MEM_GUEST_MEMFD
 #define kvmas_slot_is_gmem(slot) (!!((slot)->flags & KVM_MEM_GUEST_MEMFD))
@@ -157,11 +173,21 @@ static inline bool kvmas_arch_shadow_mmu_in_use(struct kvm *kvm)
 		return !!s->arch.rmap[0];
 	return false;
 }
+
+/* A fault on an INVALID slot retries on x86 (kvm_faultin_pfn): hole-free. */
+#define kvmas_arch_invalidate_route_ok() true
 #else
 static inline unsigned long kvmas_arch_prepare_epoch(struct kvm *kvm)
 {
 	return 0;
 }
+
+/*
+ * arm64 treats an INVALID slot like a missing one (an instruction abort
+ * there is injected into the guest): KVM's INVALID protocol is a hole, so
+ * only the fence route is offered (docs/internals.md 7.5).
+ */
+#define kvmas_arch_invalidate_route_ok() false
 
 /* Only x86 keeps shadow pages in memslot arch data. */
 static inline bool kvmas_arch_shadow_mmu_in_use(struct kvm *kvm)

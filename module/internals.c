@@ -175,8 +175,11 @@ struct kvmas_internal {
 };
 
 static struct kvmas_internal kvmas_internals[KVMAS_I_COUNT] = {
+	/* Only the ring reset needs it; no ring, no reset (compat.h). */
 	[KVMAS_I_ENABLE_LOG_DIRTY] = { "kvm_arch_mmu_enable_log_dirty_pt_masked",
-				       KVMAS_FEAT_RING_RESET },
+				       kvmas_have_dirty_ring() ?
+					       KVMAS_FEAT_RING_RESET :
+					       0 },
 	/* Static in kvm_main.c, kept as local symbols: never an ENDBR. */
 	[KVMAS_I_SWAP_ACTIVE_MEMSLOTS] = { "kvm_swap_active_memslots",
 					   KVMAS_FEAT_BATCH_COMMIT },

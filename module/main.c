@@ -65,6 +65,9 @@ static int kvmas_cap_value(unsigned int cap)
 		return kvmas_hardened_reset_active();
 	case KVMAS_CAP_BATCH_COMMIT:
 		return !!(kvmas_internals_features() & KVMAS_FEAT_BATCH_COMMIT);
+	case KVMAS_CAP_ROUTE_INVALIDATE:
+		return kvmas_arch_invalidate_route_ok() &&
+		       (kvmas_internals_features() & KVMAS_FEAT_BATCH_COMMIT);
 	case KVMAS_CAP_MAX_BATCH_OPS:
 		return KVMAS_MAX_BATCH_OPS;
 	case KVMAS_CAP_RING_RESET:

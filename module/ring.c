@@ -566,7 +566,7 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 	 * page contents after the reset (KVM's contract).
 	 */
 	if (flush) {
-		kvm_flush_remote_tlbs(kvm);
+		kvmas_ring_flush_remote_tlbs(kvm);
 		cmd->tlb_flushes = 1;
 	}
 	/*

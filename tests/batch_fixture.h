@@ -11,7 +11,11 @@
 #include <sched.h>
 
 #include "batch_helpers.h"
+#if defined(__aarch64__)
+#include "guest_a64.h"
+#else
 #include "guest_flat32.h"
+#endif
 #include "kvm_helpers.h"
 #include "kvmas.h"
 #include "ringvm.h"

@@ -39,6 +39,33 @@ static inline int legacy_mmu(void)
 	return buf[0] == 'N' || buf[0] == '0';
 }
 
+/*
+ * Whether KVMAS_BATCH_ROUTE_INVALIDATE is honoured (x86); arm64 has only
+ * the fence route and refuses the flag with EOPNOTSUPP.
+ */
+static inline int inval_route_ok(void)
+{
+	return kvmas_cap(KVMAS_CAP_ROUTE_INVALIDATE) > 0;
+}
+
+/* The flag for "the invalidate route" where it exists, else the fence's. */
+static inline unsigned int inval_flag(void)
+{
+	return inval_route_ok() ? KVMAS_BATCH_ROUTE_INVALIDATE : 0;
+}
+
+/*
+ * What KVM's prepare step answers for a slot beyond the guest's physical
+ * address space (validation passes it: the limit is the arch's): x86's
+ * kvm_arch_prepare_memory_region() says EINVAL (beyond the MMU's max gfn),
+ * arm64's EFAULT (beyond the IPA size).
+ */
+#if defined(__aarch64__)
+#define PREPARE_BEYOND_ERRNO EFAULT
+#else
+#define PREPARE_BEYOND_ERRNO EINVAL
+#endif
+
 /* Grace periods a batch with removals takes on the route it reports. */
 #define GPS_REMOVING(r) ((r).route == KVMAS_ROUTE_FENCE ? 1U : 2U)
 

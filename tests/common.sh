@@ -25,13 +25,24 @@ prepare_host() {
 	"$top/tests/qemu72/payload.sh" "$out/payload-qemu72"
 }
 
+# The arm64 lanes' payload: the same suites cross-built static for aarch64
+# (tests/Makefile: no CLI, no preload shim there).
+prepare_payload_arm64() {
+	rm -rf "$out/payload-arm64"
+	make -s -C "$top/tests" OUT="$out/payload-arm64" CROSS_COMPILE=aarch64-linux-gnu-
+}
+
 # Builds the module for one kernel from a copy of exactly what DKMS ships,
 # so both lanes build from one checkout and nothing is built in-tree.
 # Prints the .ko path; any compiler warning (W=1) is a failure. An optional
 # third argument names a test variant built with KVMAS_EXTRA_CFLAGS.
+# Cross lanes (arm64): ARCH and CROSS_COMPILE come from the lane's env
+# file (use_lane); x86 lanes build natively with nothing added.
 build_module() {
 	local abi=$1 kdir=$2 variant=${3:-}
 	local src=$out/$abi/src$variant log=$out/logs/$abi-build$variant.log
+	local xbuild=()
+	[ "${ARCH:-x86_64}" = x86_64 ] || xbuild=(ARCH="$ARCH" CROSS_COMPILE="${CROSS_COMPILE:-}")
 
 	rm -rf "$src"
 	mkdir -p "$src/tools/klp-convert"
@@ -39,7 +50,7 @@ build_module() {
 	cp "$top/tools/klp-convert/klp-convert.c" "$top/tools/klp-convert/Makefile" \
 		"$src/tools/klp-convert/"
 	if ! KVMAS_EXTRA_CFLAGS=${KVMAS_EXTRA_CFLAGS:-} \
-	     sh "$src/module/build.sh" "$kdir" W=1 >"$log" 2>&1; then
+	     sh "$src/module/build.sh" "$kdir" W=1 "${xbuild[@]}" >"$log" 2>&1; then
 		cat "$log" >&2
 		echo "module build failed for $abi" >&2
 		return 1
@@ -58,6 +69,14 @@ dkms_build() {
 	local d=$out/$abi/dkms log=$out/logs/$abi-dkms.log
 	local opts=(--dkmstree "$d/tree" --sourcetree "$d/root/usr/src"
 		    --installtree "$d/install")
+	local xenv=()
+	# A cross lane: DKMS files the build under the target's arch, and the
+	# kernel's make (module/build.sh) takes ARCH/CROSS_COMPILE from the
+	# environment, as on a distro's cross-building host.
+	if [ "${ARCH:-x86_64}" != x86_64 ]; then
+		opts+=(-a "$(case $ARCH in arm64) echo aarch64 ;; *) echo "$ARCH" ;; esac)")
+		xenv=(ARCH="$ARCH" CROSS_COMPILE="${CROSS_COMPILE:-}")
+	fi
 
 	rm -rf "$d"
 	mkdir -p "$d/tree" "$d/install"
@@ -65,9 +84,9 @@ dkms_build() {
 	# Run DKMS as a host's package hook would: outside any make (dkms
 	# asks make for the kernel's CC, and a parent make's MAKEFLAGS/MAKELEVEL
 	# turn that answer into "make[1]: Entering directory ...").
-	if ! { env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS \
+	if ! { env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS "${xenv[@]}" \
 		dkms "${opts[@]}" add -m kvm-atomic-slots -v "$version" &&
-	       env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS \
+	       env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS "${xenv[@]}" \
 		dkms "${opts[@]}" build -m kvm-atomic-slots -v "$version" \
 		   -k "$abi" --kernelsourcedir "$kdir"; } >"$log" 2>&1; then
 		cat "$log" >&2
@@ -86,9 +105,19 @@ dkms_build() {
 }
 
 # Resolves (and fetches if needed) a lane's kernel; sets ENV_FILE and the
-# env variables (ABI, UPSTREAM, KDIR, VMLINUZ, ...).
+# env variables (ABI, UPSTREAM, KDIR, VMLINUZ, ARCH, CROSS_COMPILE, ...).
+# Lanes: 6.1, 6.12 (x86_64) and arm64-6.1, arm64-6.12 (cross-built, see
+# tests/vm/fetch-kernel.sh).  LANE_CC is the C compiler for the lane's
+# guest programs, which must be static (tests/Makefile links with -static):
+# make -C tests CC="$LANE_CC" ... (the host's for x86, the aarch64 cross
+# compiler for arm64).
 use_lane() {
 	ENV_FILE=$("$vm/fetch-kernel.sh" "$1" | tail -n 1)
+	# Cached x86 env files may predate ARCH/CROSS_COMPILE (fetch-kernel.sh
+	# adds them on its next run); never inherit another lane's values.
+	ARCH=x86_64 CROSS_COMPILE=""
 	# shellcheck disable=SC1090
 	. "$ENV_FILE"
+	# shellcheck disable=SC2034 # for the callers
+	if [ "$ARCH" = x86_64 ]; then LANE_CC=${CC:-gcc}; else LANE_CC=${CROSS_COMPILE}gcc; fi
 }

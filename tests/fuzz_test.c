@@ -553,13 +553,14 @@ TEST_F_TIMEOUT(fz, ioctls_while_vcpus_run, 1200)
 	EXPECT_LT(0, f.passes[0] + f.passes[1]);
 	printf("# fuzz: %lu calls in %llu s (%lu commits, %lu committed), "
 	       "%lu succeeded; EINVAL %lu EFAULT %lu E2BIG %lu ENOTTY %lu "
-	       "EEXIST %lu ENOENT %lu EMSGSIZE %lu EBUSY %lu EBADF %lu; "
-	       "vCPU passes %lu+%lu; model mismatches %lu\n",
+	       "EEXIST %lu ENOENT %lu EMSGSIZE %lu EBUSY %lu EBADF %lu "
+	       "EOPNOTSUPP %lu; vCPU passes %lu+%lu; model mismatches %lu\n",
 	       f.calls, (unsigned long long)(time(NULL) - t0), f.commits,
 	       f.commit_ok, f.ok, f.by_errno[EINVAL], f.by_errno[EFAULT],
 	       f.by_errno[E2BIG], f.by_errno[ENOTTY], f.by_errno[EEXIST],
 	       f.by_errno[ENOENT], f.by_errno[EMSGSIZE], f.by_errno[EBUSY],
-	       f.by_errno[EBADF], f.passes[0], f.passes[1], f.model_bad);
+	       f.by_errno[EBADF], f.by_errno[EOPNOTSUPP], f.passes[0],
+	       f.passes[1], f.model_bad);
 	close(f.dev);
 	rv_destroy(&f.r);
 }

@@ -11,6 +11,8 @@
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
 
+/* x86 only: an arm64 guest starts as guest_a64.h says. */
+#if defined(__x86_64__) || defined(__i386__)
 static inline int guest_flat32(int vcpu, uint64_t rip, uint64_t rsp)
 {
 	struct kvm_segment code = {
@@ -40,5 +42,6 @@ static inline int guest_flat32(int vcpu, uint64_t rip, uint64_t rsp)
 		return -errno;
 	return 0;
 }
+#endif
 
 #endif /* KVMAS_GUEST_FLAT32_H */

@@ -77,6 +77,7 @@ static uint32_t collect(struct kvmas_ring *kr, uint32_t n)
  */
 TEST(capability)
 {
+	RV_NEED_RING();
 	struct kvmas_reset_ring c;
 	struct kvmas_ring_vcpu v;
 	struct ringvm r;
@@ -110,6 +111,7 @@ TEST(capability)
 
 TEST(bad_input)
 {
+	RV_NEED_RING();
 	struct kvmas_ring_vcpu v[2];
 	struct kvmas_reset_ring c;
 	struct ringvm r, nr;
@@ -183,6 +185,7 @@ TEST(bad_input)
  */
 TEST(boundary_and_reprotect)
 {
+	RV_NEED_RING();
 	struct kvmas_ring_vcpu v;
 	struct kvmas_reset_ring c;
 	struct kvmas_ring kr;
@@ -253,6 +256,7 @@ TEST(boundary_and_reprotect)
  */
 TEST(stop_precedence)
 {
+	RV_NEED_RING();
 	struct kvmas_ring_vcpu v;
 	struct kvmas_reset_ring c;
 	struct kvmas_ring kr;
@@ -332,6 +336,7 @@ TEST(stop_precedence)
  */
 TEST(bound_ends_the_call)
 {
+	RV_NEED_RING();
 	struct kvmas_ring_vcpu v[2];
 	struct kvmas_reset_ring c = { .size = sizeof(c) };
 	struct kvmas_ring kr[2];
@@ -406,6 +411,7 @@ FIXTURE_TEARDOWN(sig)
  */
 TEST_F_TIMEOUT(sig, stop_signal, 300)
 {
+	RV_NEED_RING();
 	struct sigaction sa = { .sa_handler = on_alarm };
 	unsigned int round, signal_stops = 0, bad = 0, calls = 0;
 	struct itimerval it = {};
@@ -482,6 +488,7 @@ TEST_F_TIMEOUT(sig, stop_signal, 300)
  */
 TEST(flush_after_foreign_reset)
 {
+	RV_NEED_RING();
 	struct kvmas_ring_vcpu v;
 	struct kvmas_reset_ring c;
 	struct kvmas_ring kr;
@@ -514,6 +521,7 @@ TEST(flush_after_foreign_reset)
 /* Entries naming no page: released as stock does, or stopped at on request. */
 TEST(invalid_entries)
 {
+	RV_NEED_RING();
 	struct kvmas_ring_vcpu v;
 	struct kvmas_reset_ring c;
 	struct kvmas_ring kr;
@@ -551,6 +559,7 @@ TEST(invalid_entries)
  */
 TEST(hostile_beyond_producer)
 {
+	RV_NEED_RING();
 	struct kvmas_ring_vcpu v;
 	struct kvmas_reset_ring c;
 	struct kvmas_ring kr;
@@ -595,6 +604,7 @@ static void mark_seen(void *opaque, __u32 slot, __u64 offset)
 /* The ring-full exit: the vCPU stops, the library drains, the guest goes on. */
 TEST(ring_full_exit)
 {
+	RV_NEED_RING();
 	uint8_t seen[600] = { 0 };
 	struct kvmas_ring kr;
 	struct ringvm r;
@@ -696,11 +706,13 @@ FIXTURE_TEARDOWN(ep)
 
 TEST_F_TIMEOUT(ep, per_vcpu_harvesters, 900)
 {
+	RV_NEED_RING();
 	run_epochs(_metadata, 0);
 }
 
 TEST_F_TIMEOUT(ep, with_stock_resets_and_batches, 900)
 {
+	RV_NEED_RING();
 	run_epochs(_metadata, 1);
 }
 
@@ -732,6 +744,7 @@ static void *vandal_main(void *arg)
 
 TEST(flags_flipped_during_reset)
 {
+	RV_NEED_RING();
 	struct kvmas_ring_vcpu v;
 	struct kvmas_reset_ring c;
 	struct vandal vd = {};

@@ -6,12 +6,26 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "guest_flat32.h"
 #include "ringvm.h"
+#if defined(__aarch64__)
+#include "guest_a64.h"
+#else
+#include "guest_flat32.h"
+#endif
 
 #define RV_BASE_SIZE 0x10000ULL
 #define RV_CODE_GPA(i) (0x1000ULL + (i)*0x100)
+/* arm64: vectors and exception records, as in the workload guest. */
+#define RV_EXC_GPA(i) (0x9800ULL + (i)*0x40)
+#define RV_VECTORS_GPA 0xa000ULL
+/*
+ * arm64 has no HLT exit (WFI blocks in KVM until an interrupt, and this
+ * guest has none): a pass ends with a store to this unbacked address,
+ * which exits to userspace as MMIO.
+ */
+#define RV_DONE_GPA 0x7ff00000ULL
 
+#if !defined(__aarch64__)
 static void put32(uint8_t *p, uint32_t v)
 {
 	memcpy(p, &v, 4);
@@ -49,6 +63,65 @@ static void emit_writer(uint8_t *base, int i, uint32_t start, uint32_t end)
 	p[23] = 0xeb;
 	p[24] = (uint8_t)(0 - 25); /* back to again at +0 */
 }
+
+static int rv_vcpu_setup(struct ringvm *r, int i, uint32_t start, uint32_t end)
+{
+	(void)start;
+	(void)end;
+	return guest_flat32(r->vcpu[i], RV_CODE_GPA(i), 0x8000);
+}
+#else /* __aarch64__ */
+/*
+ * The same writer in A64; w0 is the pass (0 after KVM_ARM_VCPU_INIT),
+ * x24 = start, x25 = end, x26 = RV_DONE_GPA:
+ *   again: add  x1, x24, #0
+ *   loop:  str  w0, [x1]
+ *          add  x1, x1, #1, lsl #12
+ *          cmp  x1, x25
+ *          b.lo loop
+ *          str  wzr, [x26]          (the pass is done: MMIO exit)
+ *          add  w0, w0, #1
+ *          b    again
+ */
+static void emit_writer(uint8_t *base, int i, uint32_t start, uint32_t end)
+{
+	uint64_t at = RV_CODE_GPA(i);
+	uint32_t insn[] = {
+		a64_add_x(1, 24, 0),
+		a64_str_w(0, 1, 0),
+		a64_add_x_lsl12(1, 1, 1),
+		a64_cmp_x(1, 25),
+		a64_b_cond(at + 16, at + 4, A64_COND_LO),
+		a64_str_w(31, 26, 0),
+		a64_add_w(0, 0, 1),
+		a64_b(at + 28, at),
+	};
+
+	(void)start;
+	(void)end;
+	memcpy(base + at, insn, sizeof(insn));
+}
+
+static int rv_vcpu_setup(struct ringvm *r, int i, uint32_t start, uint32_t end)
+{
+	struct a64_exc_record *rec =
+		(struct a64_exc_record *)(r->base + RV_EXC_GPA(i));
+	int err = a64_vcpu_init(r->vm, r->vcpu[i]);
+
+	rec->restart_pc = RV_CODE_GPA(i);
+	rec->restart_sp = 0x8000;
+	if (!err)
+		err = a64_vcpu_start(r->vcpu[i], RV_CODE_GPA(i), 0x8000,
+				     RV_VECTORS_GPA, RV_EXC_GPA(i));
+	if (!err)
+		err = a64_set_reg(r->vcpu[i], A64_X(24), start);
+	if (!err)
+		err = a64_set_reg(r->vcpu[i], A64_X(25), end);
+	if (!err)
+		err = a64_set_reg(r->vcpu[i], A64_X(26), RV_DONE_GPA);
+	return err;
+}
+#endif
 
 int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 	      uint32_t pages)
@@ -97,6 +170,9 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 	};
 	if (ioctl(r->vm, KVM_SET_USER_MEMORY_REGION, &reg))
 		return -errno;
+#if defined(__aarch64__)
+	a64_emit_vectors(r->base + RV_VECTORS_GPA);
+#endif
 	reg = (struct kvm_userspace_memory_region){
 		.slot = RV_DATA_SLOT,
 		.flags = KVM_MEM_LOG_DIRTY_PAGES,
@@ -122,10 +198,10 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 				NULL,
 				ring_entries * sizeof(struct kvm_dirty_gfn),
 				PROT_READ | PROT_WRITE, MAP_SHARED, r->vcpu[i],
-				KVM_DIRTY_LOG_PAGE_OFFSET * psz);
+				KVMAS_DIRTY_LOG_PAGE_OFFSET * psz);
 		if (r->run[i] == MAP_FAILED || r->ring[i] == MAP_FAILED)
 			return -errno;
-		err = guest_flat32(r->vcpu[i], RV_CODE_GPA(i), 0x8000);
+		err = rv_vcpu_setup(r, i, start, start + pages * RV_PAGE);
 		if (err)
 			return err;
 	}
@@ -156,6 +232,35 @@ void rv_destroy(struct ringvm *r)
 	r->vm = -1;
 }
 
+int rv_have_ring(void)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), have;
+
+	if (kvm < 0)
+		return 0;
+	have = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING_ACQ_REL) >
+		       0 ||
+	       ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING) > 0;
+	close(kvm);
+	return have;
+}
+
+int rv_set_entry(struct ringvm *r, int i, uint64_t pc, uint64_t arg)
+{
+#if defined(__aarch64__)
+	struct a64_exc_record *rec =
+		(struct a64_exc_record *)(r->base + RV_EXC_GPA(i));
+	int err;
+
+	rec->restart_pc = pc;
+	err = a64_set_reg(r->vcpu[i], A64_CORE_REG(regs.pc), pc);
+	return err ? err : a64_set_reg(r->vcpu[i], A64_X(27), arg);
+#else
+	(void)arg;
+	return guest_flat32(r->vcpu[i], pc, 0x8000);
+#endif
+}
+
 int rv_run_pass(struct ringvm *r, int i)
 {
 	for (;;) {
@@ -166,6 +271,12 @@ int rv_run_pass(struct ringvm *r, int i)
 		}
 		if (r->run[i]->exit_reason == KVM_EXIT_HLT)
 			return 0;
+#if defined(__aarch64__)
+		if (r->run[i]->exit_reason == KVM_EXIT_MMIO &&
+		    r->run[i]->mmio.phys_addr == RV_DONE_GPA &&
+		    r->run[i]->mmio.is_write)
+			return 0;
+#endif
 		return r->run[i]->exit_reason;
 	}
 }

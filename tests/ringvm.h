@@ -53,7 +53,20 @@ void rv_destroy(struct ringvm *r);
  * Runs vCPU @i until its pass ends in HLT. Returns 0, or the KVM exit
  * reason (> 0) if it stopped for something else (e.g. ring full), or -errno.
  */
+/*
+ * Points vCPU i at other code in the base slot (a test's own guest): on
+ * arm64 x27 holds @arg (the code's parameter block), x86 code ignores it.
+ */
+int rv_set_entry(struct ringvm *r, int i, uint64_t pc, uint64_t arg);
 int rv_run_pass(struct ringvm *r, int i);
+/* Whether KVM offers a dirty ring here (not arm64 before 6.2): 1 or 0. */
+int rv_have_ring(void);
+/* First statement of a kselftest test that needs a dirty ring. */
+#define RV_NEED_RING()                                                \
+	do {                                                          \
+		if (!rv_have_ring())                                  \
+			SKIP(return, "no dirty ring on this kernel"); \
+	} while (0)
 
 /*
  * The dword the last pass wrote into page @k of vCPU @i's stripe. Relaxed:

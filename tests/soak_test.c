@@ -251,6 +251,12 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 		SKIP(return, "SOAK_NO_MODULE needs SOAK_STOCK_COMMITS");
 	if (!(parts & SOAK_NO_MODULE) && kvmas_cap(KVMAS_CAP_BATCH_COMMIT) <= 0)
 		SKIP(return, "no batch commits on this kernel");
+	/* arm64 before 6.2 has no dirty ring: the rest of the load runs. */
+	if (!rv_have_ring() && (parts & (SOAK_RING | SOAK_RING_SLOTS))) {
+		TH_LOG("no dirty ring on this kernel: parts %#x without the ring VM",
+		       parts & ~(SOAK_RING | SOAK_RING_SLOTS));
+		parts &= ~(SOAK_RING | SOAK_RING_SLOTS);
+	}
 	ASSERT_GT(secs, 0);
 	s = calloc(1, sizeof(*s));
 	x = calloc(1, sizeof(*x));
@@ -348,12 +354,14 @@ TEST_F_TIMEOUT(soak, everything_at_once, 7200)
 	}
 
 	TH_LOG("%d s, parts %#x: %llu batch commits by %d committers (%llu/s), %u+%u guest calls, "
-	       "%llu holes, %lld MMIO SPTEs created; %llu stock slot calls; ring: %d+%d epochs, %llu+%llu entries, "
+	       "%llu holes (guest exceptions included), %lld MMIO SPTEs created (-1: no such stat, arm64); "
+	       "%llu stock slot calls; ring: %d+%d epochs, %llu+%llu entries, "
 	       "%llu+%llu pages lost, %llu KVMAS resets, %llu stock resets, %llu scratch batches",
 	       secs, parts, (unsigned long long)commits, nr_c,
 	       (unsigned long long)(commits * 1000000 / (wl_now_us() - t0)),
 	       wl_progress(&s->w, 0), wl_progress(&s->w, 1),
-	       (unsigned long long)wl_holes(&s->w), (long long)(mmio1 - mmio0),
+	       (unsigned long long)wl_holes(&s->w),
+	       mmio0 < 0 ? -1LL : (long long)(mmio1 - mmio0),
 	       (unsigned long long)s->stock_calls, x->lane[0].epochs,
 	       x->lane[1].epochs, (unsigned long long)x->lane[0].entries,
 	       (unsigned long long)x->lane[1].entries,

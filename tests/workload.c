@@ -9,8 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "guest_flat32.h"
 #include "workload.h"
+#if defined(__aarch64__)
+#include "guest_a64.h"
+#else
+#include "guest_flat32.h"
+#endif
 #include <linux/kvm_atomic_slots.h>
 
 static int xioctl(int fd, unsigned long req, void *arg)
@@ -18,6 +22,7 @@ static int xioctl(int fd, unsigned long req, void *arg)
 	return ioctl(fd, req, arg) < 0 ? -errno : 0;
 }
 
+#if !defined(__aarch64__)
 static void put32(uint8_t *p, uint32_t v)
 {
 	memcpy(p, &v, 4);
@@ -91,6 +96,97 @@ static void emit_func(uint8_t *target, int i, int probe)
 	p[0] = 0xc3;
 }
 
+static int wl_vcpu_setup(struct wl_vm *w, int i)
+{
+	return guest_flat32(w->vcpu[i], WL_LOOP_GPA(i), WL_STACK_GPA(i));
+}
+#else /* __aarch64__ */
+/*
+ * The same guest in A64. Constants live in registers the vector handler
+ * does not touch: x20 = WL_PROG_GPA(i), x21 = WL_DATA_GPA(i),
+ * x22 = WL_PROBE_GPA(i), w23 = WL_PROBE_VALUE.
+ *   again: bl   WL_FUNC_GPA(i)      (only if it calls the target)
+ *          ldr  w1, [x20]
+ *          add  w1, w1, #1
+ *          str  w1, [x20]
+ *          b    again
+ */
+static void put_insns(uint8_t *p, const uint32_t *insn, int n)
+{
+	memcpy(p, insn, n * sizeof(*insn));
+}
+
+static void emit_loop(uint8_t *base, int i, int calls)
+{
+	uint64_t at = WL_LOOP_GPA(i), pc = at;
+	uint32_t insn[5];
+	int n = 0;
+
+	if (calls) {
+		insn[n++] = a64_bl(pc, WL_FUNC_GPA(i));
+		pc += 4;
+	}
+	insn[n++] = a64_ldr_w(1, 20, 0);
+	insn[n++] = a64_add_w(1, 1, 1);
+	insn[n++] = a64_str_w(1, 20, 0);
+	pc += 12;
+	insn[n++] = a64_b(pc, at);
+	put_insns(base + at, insn, n);
+}
+
+/*
+ * Target function: fetch, load and store in the target window.
+ *   ldr w0, [x21]; add w0, w0, #1; str w0, [x21]
+ * with WL_PROBE:
+ *   ldr w2, [x22]; cmp w2, w23; b.eq ok
+ *   ldr w1, [x20, #4]; add w1, w1, #1; str w1, [x20, #4]   (bad probes)
+ * ok: ret
+ */
+static void emit_func(uint8_t *target, int i, int probe)
+{
+	uint64_t at = WL_FUNC_GPA(i);
+	uint32_t insn[11];
+	int n = 0;
+
+	insn[n++] = a64_ldr_w(0, 21, 0);
+	insn[n++] = a64_add_w(0, 0, 1);
+	insn[n++] = a64_str_w(0, 21, 0);
+	if (probe) {
+		insn[n++] = a64_ldr_w(2, 22, 0);
+		insn[n++] = a64_cmp_w(2, 23);
+		insn[n] = a64_b_eq(at + 4 * n, at + 4 * (n + 4));
+		n++;
+		insn[n++] = a64_ldr_w(1, 20, 4);
+		insn[n++] = a64_add_w(1, 1, 1);
+		insn[n++] = a64_str_w(1, 20, 4);
+	}
+	insn[n++] = A64_RET;
+	put_insns(target + (at - WL_TARGET_GPA), insn, n);
+}
+
+/* Also what the handler restarts: the loop's top with a fresh stack. */
+static int wl_vcpu_setup(struct wl_vm *w, int i)
+{
+	struct a64_exc_record *rec =
+		(struct a64_exc_record *)(w->base + WL_EXC_GPA(i));
+	int r;
+
+	rec->restart_pc = WL_LOOP_GPA(i);
+	rec->restart_sp = WL_STACK_GPA(i);
+	r = a64_vcpu_start(w->vcpu[i], WL_LOOP_GPA(i), WL_STACK_GPA(i),
+			   WL_VECTORS_GPA, WL_EXC_GPA(i));
+	if (!r)
+		r = a64_set_reg(w->vcpu[i], A64_X(20), WL_PROG_GPA(i));
+	if (!r)
+		r = a64_set_reg(w->vcpu[i], A64_X(21), WL_DATA_GPA(i));
+	if (!r)
+		r = a64_set_reg(w->vcpu[i], A64_X(22), WL_PROBE_GPA(i));
+	if (!r)
+		r = a64_set_reg(w->vcpu[i], A64_X(23), WL_PROBE_VALUE);
+	return r;
+}
+#endif
+
 int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
 	      unsigned int call_mask)
 {
@@ -123,6 +219,9 @@ int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
 	if (w->base == MAP_FAILED || w->target == MAP_FAILED)
 		return -ENOMEM;
 
+#if defined(__aarch64__)
+	a64_emit_vectors(w->base + WL_VECTORS_GPA);
+#endif
 	for (i = 0; i < nr_vcpus; i++) {
 		emit_loop(w->base, i, (call_mask >> i) & 1);
 		emit_func(w->target, i, !!(call_mask & WL_PROBE));
@@ -156,7 +255,12 @@ int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
 				 MAP_SHARED, w->vcpu[i], 0);
 		if (w->run[i] == MAP_FAILED)
 			return -errno;
-		r = guest_flat32(w->vcpu[i], WL_LOOP_GPA(i), WL_STACK_GPA(i));
+#if defined(__aarch64__)
+		r = a64_vcpu_init(w->vm, w->vcpu[i]);
+		if (r)
+			return r;
+#endif
+		r = wl_vcpu_setup(w, i);
 		if (r)
 			return r;
 		w->stats_fd[i] = ioctl(w->vcpu[i], KVM_GET_STATS_FD, NULL);
@@ -169,6 +273,10 @@ int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
 /* Back to the loop's first instruction, nothing pending. */
 static int reset_vcpu(struct wl_vm *w, int i)
 {
+#if defined(__aarch64__)
+	/* Never called: a fetch from a hole is an abort the guest handles. */
+	return wl_vcpu_setup(w, i);
+#else
 	struct kvm_vcpu_events ev;
 	int r = xioctl(w->vcpu[i], KVM_GET_VCPU_EVENTS, &ev);
 
@@ -179,8 +287,8 @@ static int reset_vcpu(struct wl_vm *w, int i)
 	ev.nmi.injected = ev.nmi.pending = 0;
 	ev.flags = 0;
 	r = xioctl(w->vcpu[i], KVM_SET_VCPU_EVENTS, &ev);
-	return r ? r :
-		   guest_flat32(w->vcpu[i], WL_LOOP_GPA(i), WL_STACK_GPA(i));
+	return r ? r : wl_vcpu_setup(w, i);
+#endif
 }
 
 struct runner_arg {
@@ -387,8 +495,30 @@ uint64_t wl_holes(struct wl_vm *w)
 	int i;
 
 	for (i = 0; i < w->nr_vcpus; i++)
-		n += w->count[i].hole_mmio + w->count[i].hole_emul;
+		n += w->count[i].hole_mmio + w->count[i].hole_emul +
+		     wl_guest_exceptions(w, i, NULL, NULL);
 	return n;
+}
+
+uint64_t wl_guest_exceptions(struct wl_vm *w, int i, uint64_t *esr,
+			     uint64_t *far)
+{
+#if defined(__aarch64__)
+	const struct a64_exc_record *rec =
+		(const void *)(w->base + WL_EXC_GPA(i));
+
+	if (esr)
+		*esr = __atomic_load_n(&rec->esr, __ATOMIC_RELAXED);
+	if (far)
+		*far = __atomic_load_n(&rec->far, __ATOMIC_RELAXED);
+	return __atomic_load_n(&rec->count, __ATOMIC_RELAXED);
+#else
+	if (esr)
+		*esr = 0;
+	if (far)
+		*far = 0;
+	return 0;
+#endif
 }
 
 uint64_t wl_fatal(struct wl_vm *w)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * A real KVM guest for tests, benchmarks and the demo: flat 32-bit protected
- * mode without paging or interrupts, one hand-assembled loop per vCPU. Each
+ * A real KVM guest for tests, benchmarks and the demo: on x86 flat 32-bit
+ * protected mode without paging or interrupts, on arm64 EL1 with the MMU
+ * off and vectors of its own (guest_a64.h); one hand-assembled loop per
+ * vCPU. Each
  * loop calls a function that lives in a "target" memslot (executes from it,
  * reads and writes a counter there) and bumps a progress counter in the base
  * slot. The runner threads account for every exit, in particular the ones a
@@ -26,6 +28,9 @@
 #define WL_LOOP_GPA(i) (0x1000ULL + (i)*0x100)
 #define WL_STACK_GPA(i) (0x8000ULL - (i)*0x800)
 #define WL_PROG_GPA(i) (0x9000ULL + (i)*0x40) /* loop counter */
+/* arm64: each vCPU's exception record (guest_a64.h) and the vector table. */
+#define WL_EXC_GPA(i) (0x9800ULL + (i)*0x40)
+#define WL_VECTORS_GPA 0xa000ULL
 
 /*
  * Target region: vCPU i calls a function at WL_FUNC_GPA(i), which updates a
@@ -51,6 +56,7 @@ struct wl_counts {
 	uint64_t runs; /* KVM_RUN calls returning to userspace */
 	uint64_t hole_mmio; /* MMIO exits at target GPAs */
 	uint64_t hole_emul; /* emulation failures (code fetch from a hole) */
+
 	uint64_t other_mmio; /* MMIO exits elsewhere */
 	uint64_t fatal; /* shutdown, fail entry, unexpected exits */
 	/*
@@ -112,8 +118,17 @@ uint32_t wl_target_counter(struct wl_vm *w, int i);
 /* Probe loads by vCPU i that did not see WL_PROBE_VALUE (guest-counted). */
 uint32_t wl_probe_bad(struct wl_vm *w, int i);
 
-/* Sum of hole exits over all vCPUs. */
+/*
+ * Sum of hole exits over all vCPUs, and on arm64 of the exceptions the
+ * guest took (each one an abort KVM injected at a hole).
+ */
 uint64_t wl_holes(struct wl_vm *w);
+/*
+ * arm64: exceptions vCPU i took, and the last one's ESR_EL1 and FAR_EL1
+ * (0 and no syndrome on x86, where a hole is always an exit).
+ */
+uint64_t wl_guest_exceptions(struct wl_vm *w, int i, uint64_t *esr,
+			     uint64_t *far);
 uint64_t wl_fatal(struct wl_vm *w);
 
 /* A vCPU statistic by name from KVM_GET_STATS_FD (sum for vCPU -1). */

@@ -10,6 +10,9 @@ set -euo pipefail
 
 PKGS=(
 	qemu-system-x86 # boots Debian's kernels under TCG (the host kernel has no modules)
+	qemu-system-arm # the same for the arm64 lanes (qemu-system-aarch64, -M virt)
+	gcc-aarch64-linux-gnu  # arm64 lanes: cross-builds the module (gcc-12, as the headers expect)
+	libc6-dev-arm64-cross  # arm64 lanes: static aarch64 test binaries
 	busybox-static  # the guest's only userland (PID 1 is a busybox sh script)
 	cpio            # packs the initramfs (newc)
 	xz-utils        # Debian 6.12 ships .ko.xz; busybox insmod wants plain .ko

@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # fetch-kernel.sh - fetch and unpack one of Debian's own kernels for VM tests.
 #
-# Usage: tests/vm/fetch-kernel.sh LANE        LANE = 6.1 | 6.12
+# Usage: tests/vm/fetch-kernel.sh LANE
+#        LANE = 6.1 | 6.12 | arm64-6.1 | arm64-6.12
 #
-#   6.1   bookworm(-security)            linux-image-6.1.0-N-amd64-unsigned
-#   6.12  bookworm-security/-backports   linux-image-6.12.X+deb12-amd64-unsigned
+#   6.1         bookworm(-security)            linux-image-6.1.0-N-amd64-unsigned
+#   6.12        bookworm-security/-backports   linux-image-6.12.X+deb12-amd64-unsigned
+#   arm64-6.1   bookworm(-security)            linux-image-6.1.0-N-arm64-unsigned
+#   arm64-6.12  bookworm-security/-backports   linux-image-6.12.X+deb12-arm64-unsigned
 #
 # Prints the path of a shell-sourceable env file as the LAST line of stdout
 # (everything else goes to stderr).  The env file defines:
-#   LANE ABI UPSTREAM PKGVER VMLINUZ MODDIR KDIR VMLINUX
-# KDIR is a working kbuild dir: `make -C "$KDIR" M=$PWD modules` builds
-# against the extracted headers without installing anything into /usr.
+#   LANE ABI UPSTREAM PKGVER VMLINUZ MODDIR KDIR VMLINUX ARCH CROSS_COMPILE
+# and, for arm64 lanes, IMAGE (the uncompressed Image QEMU boots) and
+# BUSYBOX (busybox-static for arm64, the guest's userland).
+# KDIR is a working kbuild dir: `make -C "$KDIR" M=$PWD ARCH=$ARCH
+# CROSS_COMPILE=$CROSS_COMPILE modules` builds against the extracted headers
+# without installing anything into /usr (arm64: a cross build on the
+# amd64 host, with gcc-aarch64-linux-gnu).
 #
 # Environment:
 #   KVMAS_CACHE      cache root (default ~/.cache/kvm-atomic-slots)
 #   KVMAS_REFRESH=1  refresh the private apt lists now (default: if >6 h old)
 #   KVMAS_ABI_6_1    pin the 6.1 ABI  (e.g. 6.1.0-56-amd64)
 #   KVMAS_ABI_6_12   pin the 6.12 ABI (e.g. 6.12.117+deb12-amd64)
+#   KVMAS_ABI_ARM64_6_1, KVMAS_ABI_ARM64_6_12  the same for the arm64 lanes
 #
 # Several ABIs are published at once and they rotate, so the newest one is
 # resolved at run time; a module must be built against the headers of the
@@ -38,6 +46,9 @@ usage() {
 
 (($# == 1)) || usage
 LANE=$1
+# Debian architecture of the lane's kernel; the host (and its kbuild tools)
+# stays amd64.
+DEB_ARCH=amd64
 case "$LANE" in
 6.1)
 	# Generic flavour only: the number is directly followed by -amd64, which
@@ -50,9 +61,23 @@ case "$LANE" in
 	IMG_RE='^linux-image-6\.12\.[0-9]+\+deb12[.0-9]*-amd64-unsigned$'
 	PIN=${KVMAS_ABI_6_12:-}
 	;;
+arm64-6.1)
+	IMG_RE='^linux-image-6\.1\.0-[0-9]+-arm64-unsigned$'
+	PIN=${KVMAS_ABI_ARM64_6_1:-}
+	DEB_ARCH=arm64
+	;;
+arm64-6.12)
+	IMG_RE='^linux-image-6\.12\.[0-9]+\+deb12[.0-9]*-arm64-unsigned$'
+	PIN=${KVMAS_ABI_ARM64_6_12:-}
+	DEB_ARCH=arm64
+	;;
 -h | --help) usage ;;
-*) kvmas_die "unknown lane '$LANE' (want 6.1 or 6.12)" ;;
+*) kvmas_die "unknown lane '$LANE' (want 6.1, 6.12, arm64-6.1 or arm64-6.12)" ;;
 esac
+# Foreign-architecture packages are named with their :arch qualifier (apt
+# resolves a bare name to the host's architecture); x86 lanes use bare names.
+Q=""
+[[ "$DEB_ARCH" == amd64 ]] || Q=":$DEB_ARCH"
 
 CACHE=${KVMAS_CACHE:-${HOME:-/tmp}/.cache/kvm-atomic-slots}
 APTDIR=$CACHE/apt
@@ -90,6 +115,9 @@ add_vmlinux() {
 
 emit_env() {
 	grep -q '^VMLINUX=' "$CACHE/kernels/$1/env" || add_vmlinux "$1"
+	# Trees cached before the arm64 lanes existed are x86, built natively.
+	grep -q '^ARCH=' "$CACHE/kernels/$1/env" ||
+		printf 'ARCH=x86_64\nCROSS_COMPILE=\n' >>"$CACHE/kernels/$1/env"
 	# The contract: the env file path is the last line of stdout.
 	printf '%s\n' "$CACHE/kernels/$1/env"
 	exit 0
@@ -113,8 +141,11 @@ fi
 # ---- private apt -----------------------------------------------------------
 # The archive location comes from the host's apt configuration (a local
 # mirror or proxy is used as configured there); see apt-sources.sh.
+# Every lane shares one set of lists that carries both architectures
+# (amd64: x86 kernels and the host's kbuild tools; arm64: the arm64
+# kernels), so switching lanes never invalidates them.
 "$(dirname "$0")/apt-sources.sh" bookworm bookworm-updates bookworm-security \
-	bookworm-backports >"$APTDIR/sources.list.new"
+	bookworm-backports | sed 's/^deb \[/deb [arch=amd64,arm64 /' >"$APTDIR/sources.list.new"
 if ! cmp -s "$APTDIR/sources.list.new" "$APTDIR/sources.list" 2>/dev/null; then
 	mv "$APTDIR/sources.list.new" "$APTDIR/sources.list"
 	rm -f "$APTDIR/updated" # sources changed: the lists are stale
@@ -128,6 +159,10 @@ APT_OPTS=(
 	-o "Dir::State::Lists=$APTDIR/lists"
 	-o "Dir::Cache=$APTDIR/cache"
 	-o Dir::State::status=/var/lib/dpkg/status
+	# The host's dpkg need not know arm64: name both architectures here,
+	# with amd64 (the host's) first as the native one.
+	-o APT::Architecture=amd64
+	-o "APT::Architectures=amd64,arm64"
 	-o Debug::NoLocking=1
 	# The cache usually lives under /root, which the _apt sandbox user
 	# cannot enter: download as the caller instead of warning about it.
@@ -187,7 +222,7 @@ else
 	# out).  sort -V orders 6.12.9 < 6.12.95 < 6.12.117 correctly.
 	ABI=""
 	while read -r abi; do
-		if pkg_exists "linux-headers-$abi"; then
+		if pkg_exists "linux-headers-$abi$Q"; then
 			ABI=$abi
 			break
 		fi
@@ -211,18 +246,28 @@ fi
 # ---- download --------------------------------------------------------------
 IMG_PKG=linux-image-$ABI-unsigned
 HDR_PKG=linux-headers-$ABI
-pkg_exists "$IMG_PKG" || kvmas_die "$IMG_PKG is not in the apt lists (try KVMAS_REFRESH=1)"
-pkg_exists "$HDR_PKG" || kvmas_die "$HDR_PKG is not in the apt lists (try KVMAS_REFRESH=1)"
+pkg_exists "$IMG_PKG$Q" || kvmas_die "$IMG_PKG$Q is not in the apt lists (try KVMAS_REFRESH=1)"
+pkg_exists "$HDR_PKG$Q" || kvmas_die "$HDR_PKG$Q is not in the apt lists (try KVMAS_REFRESH=1)"
 
 # linux-headers-<abi> holds only the flavour's generated files; the sources
 # are in linux-headers-<abi>-common and the host tools (fixdep, modpost,
 # objtool...) in linux-kbuild-*.  Take both names from its Depends, with
 # the exact version when the dependency pins one.
-PKGS=("$IMG_PKG=$(pkg_version "$IMG_PKG")" "$HDR_PKG=$(pkg_version "$HDR_PKG")")
+PKGS=("$IMG_PKG$Q=$(pkg_version "$IMG_PKG$Q")" "$HDR_PKG$Q=$(pkg_version "$HDR_PKG$Q")")
 while read -r dep; do
 	name=${dep%% *}
 	case "$name" in
-	linux-headers-*-common | linux-kbuild-*) ;;
+	linux-headers-*-common) ;;
+	linux-kbuild-*)
+		# Cross lanes: kbuild's tools (fixdep, modpost, genksyms...) run on
+		# the build host, so take the host's (amd64) build of the same
+		# package instead of the arm64 binaries the headers depend on.
+		# They are built from the same kernel source and handle any target
+		# (modpost reads the module's ELF class and byte order); running
+		# the arm64 ones under qemu-user would work too, at a cost on every
+		# build, and rebuilding them would need the full source.
+		[[ -z "$Q" ]] || name=$name:amd64
+		;;
 	*) continue ;;
 	esac
 	if [[ "$dep" =~ \(=\ *([^\)]+)\) ]]; then
@@ -230,10 +275,21 @@ while read -r dep; do
 	else
 		PKGS+=("$name=$(pkg_version "$name")")
 	fi
-done < <(apt-cache "${APT_OPTS[@]}" show --no-all-versions "$HDR_PKG" |
+done < <(apt-cache "${APT_OPTS[@]}" show --no-all-versions "$HDR_PKG$Q" |
 	sed -n 's/^Depends: //p' | head -n1 | tr ',' '\n' |
 	sed 's/|.*//; s/^ *//; s/ *$//')
 ((${#PKGS[@]} == 4)) || kvmas_die "unexpected Depends of $HDR_PKG: got ${PKGS[*]}"
+if [[ -n "$Q" ]]; then
+	# The host's kbuild must be the very version the headers were made with.
+	hver=${PKGS[1]#*=}
+	for p in "${PKGS[@]}"; do
+		[[ "$p" != linux-kbuild-* || "${p#*=}" == "$hver" ]] ||
+			kvmas_die "$p does not match $HDR_PKG$Q=$hver"
+	done
+	# The guest's userland: the host's busybox is amd64.  Cached with the
+	# lane's tree (it lands in root/bin/busybox).
+	PKGS+=("busybox-static$Q=$(pkg_version "busybox-static$Q")")
+fi
 
 DEBDIR=$CACHE/debs/$ABI
 if [[ ! -f "$DEBDIR/.complete" ]]; then
@@ -268,6 +324,24 @@ KDIR_REL=usr/src/linux-headers-$ABI
 [[ -f "$ROOT/$KDIR_REL/Makefile" ]] || kvmas_die "no $KDIR_REL/Makefile"
 VMLINUZ_REL=boot/vmlinuz-$ABI
 [[ -f "$ROOT/$VMLINUZ_REL" ]] || kvmas_die "no $VMLINUZ_REL in the image package"
+
+# arm64: QEMU boots the plain Image (the arm64 boot protocol).  Debian's
+# bookworm vmlinuz already is one (seen on 6.1 and 6.12); should a later
+# one be gzip-compressed, inflate it once here rather than rely on QEMU's
+# size-capped gunzip.  Either way the Image header's magic ("ARM\x64" at
+# offset 0x38) must be there.
+IMAGE_REL=""
+if [[ "$DEB_ARCH" == arm64 ]]; then
+	if [[ "$(head -c 2 "$ROOT/$VMLINUZ_REL" | od -An -tx1 | tr -d ' ')" == 1f8b ]]; then
+		IMAGE_REL=Image
+		gzip -dc <"$ROOT/$VMLINUZ_REL" >"$KTMP/$IMAGE_REL"
+	else
+		IMAGE_REL=root/$VMLINUZ_REL
+	fi
+	[[ "$(tail -c +57 "$KTMP/$IMAGE_REL" | head -c 4 | od -An -tx1 | tr -d ' ')" == 41524d64 ]] ||
+		kvmas_die "$VMLINUZ_REL is not an arm64 Image (gzip or plain)"
+	[[ -x "$ROOT/bin/busybox" ]] || kvmas_die "no bin/busybox in busybox-static$Q"
+fi
 
 # ---- make the headers work where they are ----------------------------------
 # 1. Absolute symlinks (lib/modules/<abi>/build and source ->
@@ -310,7 +384,10 @@ fi
 # 6.12 ships .ko.xz and busybox insmod needs plain .ko: decompress the KVM
 # stack (kvm, kvm-amd, kvm-intel and their dependencies) in place.  run.sh
 # also decompresses on the fly, so other modules work too.
-mapfile -t KVM_STACK < <(kvmas_mod_closure "$ROOT/$MODDIR_REL" kvm_amd kvm_intel)
+# arm64 builds KVM into the kernel: no stack to decompress there.
+KVM_VENDORS=(kvm_amd kvm_intel)
+[[ "$DEB_ARCH" == amd64 ]] || KVM_VENDORS=()
+mapfile -t KVM_STACK < <(kvmas_mod_closure "$ROOT/$MODDIR_REL" "${KVM_VENDORS[@]}")
 for line in "${KVM_STACK[@]}"; do
 	f=${line#* }
 	case "$f" in
@@ -351,6 +428,15 @@ PKGVER=$(sed -n 's/.*LINUX_PACKAGE_ID " *Debian \([^"]*\)".*/\1/p' \
 	printf 'VMLINUZ=%q\n' "$KROOT_FINAL/root/$VMLINUZ_REL"
 	printf 'MODDIR=%q\n' "$KROOT_FINAL/root/$MODDIR_REL"
 	printf 'KDIR=%q\n' "$KDIR_FINAL"
+	if [[ "$DEB_ARCH" == amd64 ]]; then
+		printf 'ARCH=x86_64\nCROSS_COMPILE=\n'
+	else
+		printf 'ARCH=arm64\nCROSS_COMPILE=aarch64-linux-gnu-\n'
+		printf 'IMAGE=%q\n' "$KROOT_FINAL/$IMAGE_REL"
+		printf 'BUSYBOX=%q\n' "$KROOT_FINAL/root/bin/busybox"
+		# PVH boot is x86's; nothing for add_vmlinux to do.
+		printf 'VMLINUX=\n'
+	fi
 } >"$KTMP/env"
 
 # ---- smoke test: build a trivial module against the new KDIR ----------------
@@ -370,7 +456,9 @@ MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("fetch-kernel.sh smoke test");
 EOC
 echo 'obj-m := smoke.o' >"$smoke/Kbuild"
-if ! make -s -C "$ROOT/$KDIR_REL" M="$smoke" modules >"$smoke/log" 2>&1; then
+XBUILD=()
+[[ "$DEB_ARCH" == amd64 ]] || XBUILD=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-)
+if ! make -s -C "$ROOT/$KDIR_REL" M="$smoke" "${XBUILD[@]}" modules >"$smoke/log" 2>&1; then
 	cat "$smoke/log" >&2
 	kvmas_die "a trivial module does not build against $KDIR_REL"
 fi

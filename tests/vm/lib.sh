@@ -35,7 +35,10 @@ kvmas_mod_builtin() {
 	local moddir=$1 name
 	name=$(kvmas_modnorm "$2")
 	[[ -f "$moddir/modules.builtin" ]] || return 1
-	sed 's#.*/##; s#\.ko$##; y#-#_#' "$moddir/modules.builtin" | grep -qxF "$name"
+	# Not grep -q: it exits at the first match, and under the callers'
+	# pipefail sed's SIGPIPE would then turn a match into a failure
+	# (seen with arm64's long modules.builtin).
+	sed 's#.*/##; s#\.ko$##; y#-#_#' "$moddir/modules.builtin" | grep -xF "$name" >/dev/null
 }
 
 # kvmas_mod_closure MODDIR NAME...: print "name path" lines for NAME and all

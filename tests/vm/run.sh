@@ -18,7 +18,8 @@
 #   --modprobe  module options, e.g. 'kvm_amd npt=0' (repeatable); a module
 #               named here that is not in the KVM stack is loaded too
 #   --kvm       KVM vendor module to load (default amd: TCG's -cpu max has
-#               SVM, not VMX); none = load no KVM modules
+#               SVM, not VMX); none = load no KVM modules.  arm64 lanes
+#               (env ARCH=arm64) build KVM in: always none there
 #   --timeout   seconds before QEMU is killed (default 600)
 #   --log       console log file (default: a temp file, removed at exit)
 #   --append    extra kernel command line (appended last, so it overrides)
@@ -33,7 +34,13 @@
 #   --pvh       boot the uncompressed vmlinux (env VMLINUX) through its PVH
 #               entry instead of the bzImage: same kernel binary, no SeaBIOS
 #               and no in-guest decompression (~3 s faster on 6.1, ~1 s on
-#               6.12 under TCG); no KASLR on that path
+#               6.12 under TCG); no KASLR on that path (x86 only)
+#
+# arm64 lanes (env ARCH=arm64; fetch-kernel.sh arm64-6.1|arm64-6.12) boot
+# the env's IMAGE with qemu-system-aarch64 -M virt,virtualization=on (EL2,
+# so the built-in KVM initialises in VHE mode), console ttyAMA0, the env's
+# arm64 BUSYBOX, and a virtio console (hvc0) as the second channel.  The
+# payload must be aarch64 and static.
 #
 # Exit status: 0 only for a clean pass; 1 for a failed run; 2 for bad usage
 # or a setup error on the host.
@@ -43,7 +50,9 @@
 #   - the console shows our init started and exactly one
 #     `KVMAS-SENTINEL rc=N` line, with N = 0;
 #   - the second serial port (ttyS1, a file on the host that only init
-#     writes) carries the same rc;
+#     writes; hvc0 on arm64) carries the same rc;
+#   - arm64: /dev/kvm exists and the kernel said KVM initialised (x86
+#     loads KVM as modules, whose insmod failing already fails the run);
 #   - no kernel message (a line with a printk timestamp) reports a WARNING,
 #     BUG, Oops, KFENCE, panic, GPF, Call Trace, stall or lockup.
 # panic_on_warn=1 oops=panic panic=-1 plus -no-reboot turn any kernel splat
@@ -72,7 +81,7 @@ die2() {
 
 ENVFILE="" PAYLOAD="" CMD="" TIMEOUT=600 LOG="" APPEND="" MEM=1G SMP=2 QUIET=0 KVM=amd PVH=0
 TCG_THREAD=${KVMAS_TCG_THREAD:-single}
-KOS=() MODPROBES=()
+KOS=() MODPROBES=() CHANNEL_MODS=()
 while (($#)); do
 	case "$1" in
 	--env) ENVFILE=${2:?} && shift ;;
@@ -105,21 +114,45 @@ case "$KVM" in amd) KVM_MODS=(kvm_amd) ;; intel) KVM_MODS=(kvm_intel) ;; none) K
 # Source the env file in a subshell so it cannot clobber our variables, and
 # take only the keys we use.
 # shellcheck source=/dev/null
-mapfile -t _env < <(. "$ENVFILE" && printf '%s\n' "${ABI:-}" "${VMLINUZ:-}" "${MODDIR:-}" "${LANE:-}" "${VMLINUX:-}")
+mapfile -t _env < <(. "$ENVFILE" && printf '%s\n' "${ABI:-}" "${VMLINUZ:-}" "${MODDIR:-}" "${LANE:-}" "${VMLINUX:-}" \
+	"${ARCH:-x86_64}" "${IMAGE:-}" "${BUSYBOX:-}")
 ABI=${_env[0]:-} VMLINUZ=${_env[1]:-} MODDIR=${_env[2]:-} LANE=${_env[3]:-} VMLINUX=${_env[4]:-}
+GARCH=${_env[5]:-} IMAGE=${_env[6]:-} GBUSYBOX=${_env[7]:-}
 [[ -n "$ABI" && -n "$VMLINUZ" && -n "$MODDIR" ]] || die2 "$ENVFILE lacks ABI/VMLINUZ/MODDIR"
 [[ -f "$VMLINUZ" ]] || die2 "no kernel image $VMLINUZ"
 KERNEL=$VMLINUZ
+case "$GARCH" in
+x86_64) QEMU_BIN=qemu-system-x86_64 ;;
+arm64)
+	QEMU_BIN=qemu-system-aarch64
+	# QEMU's arm64 -kernel wants the plain Image (fetch-kernel.sh made it).
+	[[ -n "$IMAGE" && -f "$IMAGE" ]] || die2 "$ENVFILE lacks an arm64 IMAGE"
+	KERNEL=$IMAGE
+	((!PVH)) || die2 "--pvh is x86 only"
+	# KVM is built into Debian's arm64 kernels: no module to load.
+	KVM_MODS=()
+	# The second channel (virtio console on PCI): built in on 6.12,
+	# modules on 6.1; the closure below skips what is built in.
+	CHANNEL_MODS=(virtio_pci virtio_console)
+	;;
+*) die2 "$ENVFILE has unknown ARCH '$GARCH'" ;;
+esac
 if ((PVH)); then
 	[[ -n "$VMLINUX" && -f "$VMLINUX" ]] ||
 		die2 "--pvh: no VMLINUX in $ENVFILE (re-run fetch-kernel.sh to add it)"
 	KERNEL=$VMLINUX
 fi
 [[ -d "$MODDIR" ]] || die2 "no module dir $MODDIR"
-for t in qemu-system-x86_64 busybox cpio gzip modinfo timeout; do
+for t in "$QEMU_BIN" busybox cpio gzip modinfo timeout; do
 	command -v "$t" >/dev/null || die2 "$t not found (run tests/vm/deps.sh)"
 done
 BUSYBOX=$(command -v busybox)
+# arm64: the guest's busybox comes with the lane (Debian's arm64
+# busybox-static, fetched by fetch-kernel.sh); the host's is amd64.
+if [[ "$GARCH" == arm64 ]]; then
+	BUSYBOX=$GBUSYBOX
+	[[ -n "$BUSYBOX" && -f "$BUSYBOX" ]] || die2 "$ENVFILE lacks the arm64 BUSYBOX"
+fi
 # busybox-static is what we want; a dynamic busybox would need its libc too.
 if ldd "$BUSYBOX" >/dev/null 2>&1; then die2 "$BUSYBOX is dynamically linked (install busybox-static)"; fi
 
@@ -149,12 +182,18 @@ mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,payload,root,etc,k
 # ---- busybox userland --------------------------------------------------------
 cp "$BUSYBOX" "$R/bin/busybox"
 # Host-side applet links: nothing to do at boot, and the set is exactly what
-# this busybox binary provides.
-while read -r applet; do
-	[[ "$applet" == bin/busybox ]] && continue
-	mkdir -p "$R/$(dirname "$applet")"
-	ln -sf /bin/busybox "$R/$applet"
-done < <("$BUSYBOX" --list-full)
+# this busybox binary provides.  The host cannot run an arm64 busybox to
+# ask it: there init's first command links the applets itself (only
+# /bin/sh is needed to start it).
+if [[ "$GARCH" == arm64 ]]; then
+	ln -sf /bin/busybox "$R/bin/sh"
+else
+	while read -r applet; do
+		[[ "$applet" == bin/busybox ]] && continue
+		mkdir -p "$R/$(dirname "$applet")"
+		ln -sf /bin/busybox "$R/$applet"
+	done < <("$BUSYBOX" --list-full)
+fi
 # The kernel opens /dev/console for PID 1 before our init can mount
 # devtmpfs; the kernel's built-in initramfs has the node too, this is a
 # belt to those braces (needs root; harmless to skip).
@@ -184,15 +223,16 @@ for ko in "${KOS[@]}"; do
 	[[ "${vm%% *}" == "$ABI" ]] || die2 "$ko was built for '${vm%% *}', this kernel is $ABI"
 done
 
-# Distro modules in dependency order: the KVM stack, modules named by
-# --modprobe, then whatever our modules import (modinfo depends, recursive).
+# Distro modules in dependency order: the result channel's (arm64), the
+# KVM stack, modules named by --modprobe, then whatever our modules import
+# (modinfo depends, recursive).
 ko_deps=()
 for ko in "${KOS[@]}"; do
 	IFS=, read -r -a d <<<"$(modinfo -F depends "$ko")"
 	ko_deps+=("${d[@]}")
 done
 KVMAS_SKIP_MODS="${KO_NAMES[*]}" kvmas_mod_closure "$MODDIR" \
-	"${KVM_MODS[@]}" "${EXTRA_MODS[@]}" "${ko_deps[@]}" >"$T/closure" ||
+	"${CHANNEL_MODS[@]}" "${KVM_MODS[@]}" "${EXTRA_MODS[@]}" "${ko_deps[@]}" >"$T/closure" ||
 	die2 "cannot resolve module dependencies for $ABI"
 mapfile -t DISTRO <"$T/closure"
 
@@ -222,10 +262,16 @@ while IFS= read -r -d '' f; do
 done < <(find "$R/payload" -type f -perm -u+x -print0)
 
 printf '%s\n' "$CMD" >"$R/kvmas/cmd"
+# The second channel's device node in the guest (see the QEMU command).
+RESULT_TTY=/dev/ttyS1
+[[ "$GARCH" != arm64 ]] || RESULT_TTY=/dev/hvc0
 {
 	printf 'KVMAS_ABI=%q\n' "$ABI"
 	printf 'KVMAS_LANE=%q\n' "$LANE"
 	printf 'export KVMAS_ABI KVMAS_LANE\n'
+	printf 'KVMAS_RESULT_TTY=%q\n' "$RESULT_TTY"
+	# arm64 has no KVM module whose insmod would fail: init reports /dev/kvm.
+	[[ "$GARCH" != arm64 ]] || printf 'KVMAS_CHECK_KVM=1\n'
 } >"$R/kvmas/env"
 
 # ---- PID 1 -----------------------------------------------------------------------
@@ -234,6 +280,9 @@ cat >"$R/init" <<'EOF'
 # PID 1 of the test VM (written by tests/vm/run.sh).  Must always reach the
 # sentinel and poweroff: a PID 1 that exits panics the kernel.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
+# arm64 initramfs: only /bin/sh is linked (run.sh cannot run the guest's
+# busybox on the host to list its applets).
+[ -e /bin/mount ] || /bin/busybox --install -s
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -245,6 +294,9 @@ mount -t debugfs debugfs /sys/kernel/debug || echo "KVMAS-NOTE: no debugfs"
 mount -t tmpfs tmpfs /tmp
 . /kvmas/env
 echo "KVMAS-INIT start abi=$KVMAS_ABI"
+if [ "${KVMAS_CHECK_KVM:-0}" = 1 ]; then
+	if [ -c /dev/kvm ]; then echo "KVMAS-KVM dev=present"; else echo "KVMAS-KVM dev=missing"; fi
+fi
 
 rc=0
 # Each line: name file params (params may be empty).
@@ -270,10 +322,17 @@ fi
 read -r up _ </proc/uptime
 echo "KVMAS-INIT done uptime=$up"
 echo "KVMAS-SENTINEL rc=$rc"
-# Second channel, a serial port nothing else writes to.  The last close of
-# a tty waits until its output has drained, so by the time this returns the
-# console has had time to drain as well.
-echo "KVMAS-RESULT rc=$rc" >/dev/ttyS1
+# Second channel, a serial port nothing else writes to (ttyS1; a virtio
+# console on arm64).  The last close of a tty waits until its output has
+# drained, so by the time this returns the console has had time to drain
+# as well.  A virtio console appears once the device has announced its
+# port, which a module loaded above may still be doing: give it 5 s.
+i=0
+while [ ! -e "$KVMAS_RESULT_TTY" ] && [ "$i" -lt 50 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+echo "KVMAS-RESULT rc=$rc" >"$KVMAS_RESULT_TTY"
 sleep 0.2
 poweroff -f
 EOF
@@ -288,14 +347,32 @@ INITRD=$T/initrd.cpio.gz
 # kernel messages from payload output.  loglevel=7: everything but debug, so
 # WARN/BUG text and our module's pr_info reach the console (the kernel
 # default; spelled out so a distro `quiet` could not hide a WARN).
-CMDLINE="console=ttyS0 panic=-1 panic_on_warn=1 oops=panic slab_nomerge loglevel=7 printk.time=1${APPEND}"
+CONSOLE=ttyS0
+[[ "$GARCH" != arm64 ]] || CONSOLE=ttyAMA0
+CMDLINE="console=$CONSOLE panic=-1 panic_on_warn=1 oops=panic slab_nomerge loglevel=7 printk.time=1${APPEND}"
 [[ -n "$LOG" ]] || LOG=$T/console.log
 mkdir -p "$(dirname "$LOG")"
 RESULT=$T/result
-QEMU=(qemu-system-x86_64 -accel "tcg,thread=$TCG_THREAD" -cpu max -m "$MEM" -smp "$SMP"
-	-nodefaults -nographic -no-reboot -monitor none
-	-serial stdio -serial "file:$RESULT"
-	-kernel "$KERNEL" -initrd "$INITRD" -append "$CMDLINE")
+if [[ "$GARCH" == arm64 ]]; then
+	# virt has one PL011 (the console), so the second channel is a virtio
+	# console on PCI (hvc0): Debian's arm64 kernels build in
+	# PCI_HOST_GENERIC; VIRTIO_PCI and VIRTIO_CONSOLE are built in on 6.12
+	# and modules on 6.1 (CHANNEL_MODS, loaded first).  virtualization=on
+	# starts the kernel at EL2, which KVM needs; gic-version=3 gives KVM a
+	# GICv3 to virtualise.
+	QEMU=(qemu-system-aarch64 -M "virt,virtualization=on,gic-version=3"
+		-accel "tcg,thread=$TCG_THREAD" -cpu max -m "$MEM" -smp "$SMP"
+		-nodefaults -nographic -no-reboot -monitor none
+		-serial stdio
+		-device virtio-serial-pci -chardev "file,id=result,path=$RESULT"
+		-device "virtconsole,chardev=result"
+		-kernel "$KERNEL" -initrd "$INITRD" -append "$CMDLINE")
+else
+	QEMU=(qemu-system-x86_64 -accel "tcg,thread=$TCG_THREAD" -cpu max -m "$MEM" -smp "$SMP"
+		-nodefaults -nographic -no-reboot -monitor none
+		-serial stdio -serial "file:$RESULT"
+		-kernel "$KERNEL" -initrd "$INITRD" -append "$CMDLINE")
+fi
 
 kvmas_log "booting $ABI (timeout ${TIMEOUT}s, log $LOG)"
 start=$(date +%s.%N)
@@ -345,7 +422,16 @@ res=$(tr -d '\r' <"$RESULT" 2>/dev/null | grep -o 'KVMAS-RESULT rc=[0-9]*' | hea
 if [[ -z "$res" ]]; then
 	reasons+=("no result on the second serial channel")
 elif [[ -n "$rc" && "${res#*rc=}" != "$rc" ]]; then
-	reasons+=("channels disagree: console rc=$rc, ttyS1 rc=${res#*rc=}")
+	reasons+=("channels disagree: console rc=$rc, ${RESULT_TTY#/dev/} rc=${res#*rc=}")
+fi
+if [[ "$GARCH" == arm64 ]]; then
+	# Built-in KVM that failed to initialise leaves no /dev/kvm and only a
+	# kernel line saying so: require both the node and the success line
+	# ("kvm [1]: VHE mode initialized successfully", or Hyp/nVHE/hVHE).
+	grep -q 'KVMAS-KVM dev=present' "$T/clean.log" ||
+		reasons+=("no /dev/kvm in the guest")
+	grep -qE '\[ *[0-9]+\.[0-9]+\] kvm \[[0-9]+\]: .*mode initialized successfully' "$T/clean.log" ||
+		reasons+=("the kernel did not report KVM initialised")
 fi
 grep -o 'KVMAS-MODULE-FAIL.*' "$T/clean.log" >&2 || true
 

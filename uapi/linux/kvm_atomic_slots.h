@@ -130,6 +130,14 @@ enum kvmas_cap {
 	KVMAS_CAP_MAX_ADDRESS_SPACES = 8,
 	/* Generic netlink family KVMAS_GENL_NAME is registered. */
 	KVMAS_CAP_NETLINK = 9,
+	/*
+	 * KVMAS_BATCH_ROUTE_INVALIDATE is honoured: KVM's INVALID-slot
+	 * protocol is hole-free here (x86, whose faults on an INVALID slot
+	 * retry). 0 on arm64, where a fault on an INVALID slot is a hole like
+	 * a missing slot; the flag then fails with EOPNOTSUPP and every batch
+	 * takes the fence route.
+	 */
+	KVMAS_CAP_ROUTE_INVALIDATE = 10,
 	KVMAS_CAP_COUNT /* not a capability: one past the last */
 };
 
@@ -425,7 +433,8 @@ struct kvmas_batch_op {
  * Errors: ENOTCONN/EPERM/EIO as every VM command; EOPNOTSUPP if the
  * capability is absent; EINVAL, EEXIST (overlap in the final layout, or
  * CREATE of an id in use), ENOENT (MOVE/SET_FLAGS/REPLACE of an id not in
- * use), EOPNOTSUPP (guest_memfd), EMSGSIZE (too many ops),
+ * use), EOPNOTSUPP (guest_memfd; KVMAS_BATCH_ROUTE_INVALIDATE where
+ * KVMAS_CAP_ROUTE_INVALIDATE is 0), EMSGSIZE (too many ops),
  * EFAULT (this struct, @ops or a dirty_bitmap buffer: checked before
  * anything changes), ENOMEM or an arch error from preparing a slot
  * (nothing changed). With KVMAS_BATCH_VALIDATE_ONLY the hand-off buffers are
