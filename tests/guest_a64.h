@@ -18,8 +18,8 @@
 #include <sys/ioctl.h>
 #include <linux/kvm.h>
 
-#define A64_CORE_REG(x)                                             \
-	(KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |      \
+#define A64_CORE_REG(x)                                        \
+	(KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | \
 	 (offsetof(struct kvm_regs, x) / sizeof(__u32)))
 #define A64_X(n) A64_CORE_REG(regs.regs[n])
 
@@ -62,10 +62,12 @@ static inline uint32_t a64_sysreg_bits(int op0, int op1, int crn, int crm,
 /* Branches, @from and @to in bytes (guest addresses). */
 static inline uint32_t a64_branch_words(uint64_t from, uint64_t to)
 {
-	return (uint32_t)((to - from) >> 2); /* two's complement, masked below */
+	/* Two's complement: the callers mask it to the field's width. */
+	return (uint32_t)((to - from) >> 2);
 }
 #define a64_b(from, to) (0x14000000u | (a64_branch_words(from, to) & 0x3ffffff))
-#define a64_bl(from, to) (0x94000000u | (a64_branch_words(from, to) & 0x3ffffff))
+#define a64_bl(from, to) \
+	(0x94000000u | (a64_branch_words(from, to) & 0x3ffffff))
 #define A64_COND_EQ 0
 #define A64_COND_NE 1
 #define A64_COND_LO 3
