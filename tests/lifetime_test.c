@@ -208,7 +208,8 @@ static void victim(int stock)
 	struct ringvm r;
 	int dev = -1;
 
-	if (!m || rv_create(&r, 1, 1024, 64))
+	/* No ring where KVM has none (arm64 6.1): the resets then fail. */
+	if (!m || rv_create(&r, 1, rv_have_ring() ? 1024 : 0, 64))
 		_exit(1);
 	if (!stock) {
 		dev = kvmas_dev_open();
@@ -230,7 +231,8 @@ static void victim(int stock)
 		}
 		create = !create;
 		rv_run_pass(&r, 0);
-		rv_harvest(&r, 0);
+		if (r.ring_entries)
+			rv_harvest(&r, 0);
 	}
 }
 
@@ -269,9 +271,8 @@ TEST_F_TIMEOUT(kill, owners_killed_mid_work, 600)
 {
 	int with, control;
 
-	if (kvmas_cap(KVMAS_CAP_BATCH_COMMIT) <= 0 ||
-	    kvmas_cap(KVMAS_CAP_RING_RESET) <= 0)
-		SKIP(return, "batch commits or ring reset missing here");
+	if (kvmas_cap(KVMAS_CAP_BATCH_COMMIT) <= 0)
+		SKIP(return, "no batch commits here");
 	srand(getpid());
 	control = kill_loop(_metadata, 1, 150);
 	with = kill_loop(_metadata, 0, 150);
