@@ -218,6 +218,27 @@ TEST(classic_log_and_orders)
 	its_close(&v);
 }
 
+/*
+ * A VM with a ring (and the bitmap if @bitmap), attached to @dev, then a
+ * dirty-logged slot created by a batch: KVM's order for the capabilities.
+ */
+static void ring_vm(struct __test_metadata *_metadata, struct its_vm *v,
+		    int dev, int bitmap)
+{
+	struct kvmas_batch_op o;
+
+	ASSERT_EQ(0, its_open(v));
+	ASSERT_EQ(0, enable_cap(v->vm, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
+				IT_RING_BYTES));
+	if (bitmap)
+		ASSERT_EQ(0, enable_cap(v->vm,
+					KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP, 0));
+	ASSERT_EQ(0, kvmas_attach(dev, v->vm));
+	o = op(KVMAS_OP_CREATE, IT_SLOT, IT_GPA, IT_SIZE, v->mem,
+	       KVM_MEM_LOG_DIRTY_PAGES);
+	ASSERT_EQ(0, commit(dev, &o, 1, 0).err);
+}
+
 TEST(ring_enable_orders)
 {
 	uint64_t bits[IT_WORDS];
@@ -228,16 +249,10 @@ TEST(ring_enable_orders)
 
 	if (!its_have())
 		SKIP(return, "no dirty ring with bitmap here (arm64 6.12+)");
-	/* 2. Ring, then a slot, then the bitmap: EINVAL (slots exist). */
 	dev = kvmas_dev_open();
 	ASSERT_GE(dev, 0);
-	ASSERT_EQ(0, its_open(&v));
-	ASSERT_EQ(0, enable_cap(v.vm, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
-				IT_RING_BYTES));
-	ASSERT_EQ(0, kvmas_attach(dev, v.vm));
-	o = op(KVMAS_OP_CREATE, IT_SLOT, IT_GPA, IT_SIZE, v.mem,
-	       KVM_MEM_LOG_DIRTY_PAGES);
-	EXPECT_EQ(0, commit(dev, &o, 1, 0).err);
+	/* 2. Ring, then a slot, then the bitmap: EINVAL (slots exist). */
+	ring_vm(_metadata, &v, dev, 0);
 	EXPECT_EQ(-EINVAL,
 		  enable_cap(v.vm, KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP, 0));
 	/*
@@ -261,102 +276,83 @@ TEST(ring_enable_orders)
 }
 
 /* Ring + bitmap + slot, in KVM's order; the ITS's page saved once. */
-static void ring_bitmap_vm(struct __test_metadata *_metadata, struct its_vm *v,
-			   int dev)
+FIXTURE(rb)
 {
-	struct kvmas_batch_op o;
-
-	ASSERT_EQ(0, its_open(v));
-	ASSERT_EQ(0, enable_cap(v->vm, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
-				IT_RING_BYTES));
-	ASSERT_EQ(0, enable_cap(v->vm, KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP, 0));
-	ASSERT_EQ(0, kvmas_attach(dev, v->vm));
-	o = op(KVMAS_OP_CREATE, IT_SLOT, IT_GPA, IT_SIZE, v->mem,
-	       KVM_MEM_LOG_DIRTY_PAGES);
-	ASSERT_EQ(0, commit(dev, &o, 1, 0).err);
-	ASSERT_EQ(0, its_setup(v));
-	ASSERT_EQ(0, its_save(v));
-}
-
-TEST(saved_page_in_bitmap)
-{
-	uint64_t bits[IT_WORDS] = { 0 };
 	struct its_vm v;
-	unsigned int i, n = 0;
 	int dev;
+};
 
+FIXTURE_SETUP(rb)
+{
+	self->dev = -1;
+	self->v.vm = -1;
 	if (!its_have())
 		SKIP(return, "no dirty ring with bitmap here (arm64 6.12+)");
-	dev = kvmas_dev_open();
-	ASSERT_GE(dev, 0);
-	ring_bitmap_vm(_metadata, &v, dev);
-	ASSERT_EQ(0, dirty_log(v.vm, IT_SLOT, bits));
+	self->dev = kvmas_dev_open();
+	ASSERT_GE(self->dev, 0);
+	ring_vm(_metadata, &self->v, self->dev, 1);
+	ASSERT_EQ(0, its_setup(&self->v));
+	ASSERT_EQ(0, its_save(&self->v));
+}
+
+FIXTURE_TEARDOWN(rb)
+{
+	if (self->dev >= 0)
+		close(self->dev);
+	its_close(&self->v);
+}
+
+TEST_F(rb, saved_page_in_bitmap)
+{
+	uint64_t bits[IT_WORDS] = { 0 };
+	unsigned int i, n = 0;
+
+	ASSERT_EQ(0, dirty_log(self->v.vm, IT_SLOT, bits));
 	EXPECT_TRUE(bit(bits, IT_COLL_PAGE));
 	for (i = 0; i < IT_SIZE / 4096; i++)
 		n += bit(bits, i);
 	/* Only what the ITS wrote: nothing ran in this VM. */
 	EXPECT_EQ(1, n);
-	close(dev);
-	its_close(&v);
 }
 
 /* A batch splits the slot after the save: the bit is handed back and kept. */
-TEST(split_hands_off_the_bit)
+TEST_F(rb, split_hands_off_the_bit)
 {
 	uint64_t handed[IT_WORDS] = { 0 }, bits[IT_WORDS] = { 0 };
 	struct kvmas_batch_op o[2];
 	struct batch_res r;
-	struct its_vm v;
-	int dev;
 
-	if (!its_have())
-		SKIP(return, "no dirty ring with bitmap here (arm64 6.12+)");
-	dev = kvmas_dev_open();
-	ASSERT_GE(dev, 0);
-	ring_bitmap_vm(_metadata, &v, dev);
-	o[0] = op(KVMAS_OP_REPLACE, IT_SLOT, IT_GPA, IT_HALF, v.mem,
+	o[0] = op(KVMAS_OP_REPLACE, IT_SLOT, IT_GPA, IT_HALF, self->v.mem,
 		  KVM_MEM_LOG_DIRTY_PAGES);
 	o[0].dirty_bitmap = (uintptr_t)handed;
 	o[1] = op(KVMAS_OP_CREATE, IT_SLOT2, IT_GPA + IT_HALF, IT_HALF,
-		  v.mem + IT_HALF, KVM_MEM_LOG_DIRTY_PAGES);
-	r = commit(dev, o, 2, 0);
+		  self->v.mem + IT_HALF, KVM_MEM_LOG_DIRTY_PAGES);
+	r = commit(self->dev, o, 2, 0);
 	ASSERT_EQ(0, r.err);
 	EXPECT_EQ(1, r.dirty);
 	EXPECT_TRUE(bit(handed, IT_COLL_PAGE));
 	/* Carried into the new slot 1, which covers that page. */
-	ASSERT_EQ(0, dirty_log(v.vm, IT_SLOT, bits));
+	ASSERT_EQ(0, dirty_log(self->v.vm, IT_SLOT, bits));
 	EXPECT_TRUE(bit(bits, IT_COLL_PAGE));
 	/* A second save after the split dirties it again, in the new slot. */
 	memset(bits, 0, sizeof(bits));
-	ASSERT_EQ(0, its_save(&v));
-	ASSERT_EQ(0, dirty_log(v.vm, IT_SLOT, bits));
+	ASSERT_EQ(0, its_save(&self->v));
+	ASSERT_EQ(0, dirty_log(self->v.vm, IT_SLOT, bits));
 	EXPECT_TRUE(bit(bits, IT_COLL_PAGE));
-	close(dev);
-	its_close(&v);
 }
 
 /* A batch deletes the slot after the save: the bit is handed back. */
-TEST(delete_hands_off_the_bit)
+TEST_F(rb, delete_hands_off_the_bit)
 {
 	uint64_t handed[IT_WORDS] = { 0 };
-	struct kvmas_batch_op o;
+	struct kvmas_batch_op o = del(IT_SLOT);
 	struct batch_res r;
-	struct its_vm v;
-	int dev;
 
-	if (!its_have())
-		SKIP(return, "no dirty ring with bitmap here (arm64 6.12+)");
-	dev = kvmas_dev_open();
-	ASSERT_GE(dev, 0);
-	ring_bitmap_vm(_metadata, &v, dev);
-	o = del(IT_SLOT);
 	o.dirty_bitmap = (uintptr_t)handed;
-	r = commit(dev, &o, 1, 0);
+	r = commit(self->dev, &o, 1, 0);
 	ASSERT_EQ(0, r.err);
 	EXPECT_EQ(1, r.dirty);
 	EXPECT_TRUE(bit(handed, IT_COLL_PAGE));
-	close(dev);
-	its_close(&v);
 }
 
 #else /* !__aarch64__ */
