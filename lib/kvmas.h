@@ -291,7 +291,8 @@ KVMAS_API int kvmas_ring_enable(int vm_fd, __u32 bytes, unsigned int flags);
 
 /*
  * The page offset of a vCPU's dirty ring in the vCPU fd's mmap: 64 on
- * every architecture that has a ring (x86; arm64 from Linux 6.2). Use this
+ * every architecture that has a ring (x86; arm64 from Linux 6.2;
+ * loongarch). Use this
  * rather than KVM_DIRTY_LOG_PAGE_OFFSET: headers older than an arch's ring
  * (bookworm's linux-libc-dev 6.1 on arm64) define that as 0, which maps
  * the kvm_run page instead of the ring.

@@ -769,7 +769,9 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 		return -ENOMEM;
 
 	mutex_lock(&kvm->slots_arch_lock);
-	fence = want_fence && kvmas_fence_route_ok(kvm);
+	/* Where INVALID is a hole (arm64), the fence is the only route. */
+	fence = !kvmas_arch_invalidate_route_ok() ||
+		(want_fence && kvmas_fence_route_ok(kvm));
 	/* Reported on a failed prepare too: the route it would have taken. */
 	*route = fence ? KVMAS_ROUTE_FENCE : KVMAS_ROUTE_INVALIDATE;
 	r = kvmas_prepare_all(kvm, b, n, idx);

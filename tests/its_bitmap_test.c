@@ -183,9 +183,10 @@ static int bit(const uint64_t *b, unsigned int i)
 
 /*
  * Every enable order: bitmap before the ring (and classic dirty logging),
- * then (ring_enable_orders) the bitmap after a slot and the ring alone;
- * the working order is the fixture of the tests below. The module is
- * attached throughout and commits on the slot in each state KVM allows.
+ * then (ring_enable_orders) the bitmap after a slot, the ring alone, and
+ * the ring after a logged slot; the working order is the fixture of the
+ * tests below. The module is attached throughout and commits on the slot
+ * in each state KVM allows.
  */
 TEST(classic_log_and_orders)
 {
@@ -241,7 +242,7 @@ static void ring_vm(struct __test_metadata *_metadata, struct its_vm *v,
 
 TEST(ring_enable_orders)
 {
-	uint64_t bits[IT_WORDS];
+	uint64_t bits[IT_WORDS] = { 0 };
 	struct kvmas_batch_op o;
 	struct batch_res r;
 	struct its_vm v;
@@ -251,26 +252,52 @@ TEST(ring_enable_orders)
 		SKIP(return, "no dirty ring with bitmap here (arm64 6.12+)");
 	dev = kvmas_dev_open();
 	ASSERT_GE(dev, 0);
-	/* 2. Ring, then a slot, then the bitmap: EINVAL (slots exist). */
+	/*
+	 * 2. Ring, then a slot, then the bitmap: EINVAL (slots exist). The
+	 * save works, but with no running vCPU and no bitmap KVM has nowhere
+	 * to put the page (stock behaviour, the reason the capability
+	 * exists): there is no bitmap to read (ENXIO), and a batch deleting
+	 * the slot has no bits to hand back.
+	 */
 	ring_vm(_metadata, &v, dev, 0);
 	EXPECT_EQ(-EINVAL,
 		  enable_cap(v.vm, KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP, 0));
-	/*
-	 * 3. The ring alone: the save works, but with no running vCPU and no
-	 * bitmap KVM has nowhere to put the page (stock behaviour, the reason
-	 * the capability exists); there is no bitmap to read (ENXIO), and a
-	 * batch removing the slot has no bits to hand back.
-	 */
 	EXPECT_EQ(0, its_setup(&v));
 	EXPECT_EQ(0, its_save(&v));
 	EXPECT_EQ(-ENXIO, dirty_log(v.vm, IT_SLOT, bits));
-	o = op(KVMAS_OP_SET_FLAGS, IT_SLOT, 0, 0, NULL, 0);
-	EXPECT_EQ(0, commit(dev, &o, 1, 0).err);
 	o = del(IT_SLOT);
 	o.dirty_bitmap = (uintptr_t)bits;
 	r = commit(dev, &o, 1, 0);
 	EXPECT_EQ(0, r.err);
 	EXPECT_EQ(0, r.dirty);
+	close(dev);
+	its_close(&v);
+
+	/*
+	 * 3. A logged slot first (KVM gives it a bitmap), then the ring
+	 * (allowed: no vCPU yet). KVM records the ITS's page in that bitmap
+	 * but will not show it (KVM_GET_DIRTY_LOG: ENXIO with a ring); a
+	 * batch deleting the slot hands back what KVM recorded: that page.
+	 */
+	dev = kvmas_dev_open();
+	ASSERT_GE(dev, 0);
+	ASSERT_EQ(0, its_open(&v));
+	ASSERT_EQ(0, kvmas_attach(dev, v.vm));
+	o = op(KVMAS_OP_CREATE, IT_SLOT, IT_GPA, IT_SIZE, v.mem,
+	       KVM_MEM_LOG_DIRTY_PAGES);
+	ASSERT_EQ(0, commit(dev, &o, 1, 0).err);
+	ASSERT_EQ(0, enable_cap(v.vm, KVM_CAP_DIRTY_LOG_RING_ACQ_REL,
+				IT_RING_BYTES));
+	EXPECT_EQ(0, its_setup(&v));
+	EXPECT_EQ(0, its_save(&v));
+	EXPECT_EQ(-ENXIO, dirty_log(v.vm, IT_SLOT, bits));
+	memset(bits, 0, sizeof(bits));
+	o = del(IT_SLOT);
+	o.dirty_bitmap = (uintptr_t)bits;
+	r = commit(dev, &o, 1, 0);
+	EXPECT_EQ(0, r.err);
+	EXPECT_EQ(1, r.dirty);
+	EXPECT_TRUE(bit(bits, IT_COLL_PAGE));
 	close(dev);
 	its_close(&v);
 }

@@ -117,22 +117,28 @@ static int stock_set(int vm, unsigned int as, unsigned int slot,
 static uint64_t stock_va_limit(void)
 {
 	uint64_t lo = 1ULL << 32, hi = 1ULL << 63;
-	int vm = kvm_vm_create();
+	int vm = kvm_vm_create(), r;
 
 	if (vm < 0)
 		return 0;
-	while (hi - lo > 4096) {
+	/* The search starts from an accepted end; only EINVAL is "too far". */
+	r = stock_set(vm, 0, 0, 0, 0, 4096, lo - 4096);
+	if (!r)
+		r = stock_set(vm, 0, 0, 0, 0, 0, 0);
+	while (!r && hi - lo > 4096) {
 		uint64_t mid = (lo + (hi - lo) / 2) & ~4095ULL;
 
-		if (!stock_set(vm, 0, 0, 0, 0, 4096, mid - 4096)) {
-			stock_set(vm, 0, 0, 0, 0, 0, 0);
+		r = stock_set(vm, 0, 0, 0, 0, 4096, mid - 4096);
+		if (!r) {
+			r = stock_set(vm, 0, 0, 0, 0, 0, 0);
 			lo = mid;
-		} else {
+		} else if (r == -EINVAL) {
+			r = 0;
 			hi = mid;
 		}
 	}
 	close(vm);
-	return lo;
+	return r ? 0 : lo;
 }
 
 static void twin_close(struct twin *t)

@@ -72,15 +72,16 @@ static int rv_vcpu_setup(struct ringvm *r, int i, uint32_t start, uint32_t end)
 }
 #else /* __aarch64__ */
 /*
- * The same writer in A64; w0 is the pass (0 after KVM_ARM_VCPU_INIT),
- * x24 = start, x25 = end, x26 = RV_DONE_GPA:
+ * The same writer in A64; w19 is the pass (0 after KVM_ARM_VCPU_INIT, and
+ * out of the vector handler's reach), x24 = start, x25 = end,
+ * x26 = RV_DONE_GPA:
  *   again: add  x1, x24, #0
- *   loop:  str  w0, [x1]
+ *   loop:  str  w19, [x1]
  *          add  x1, x1, #1, lsl #12
  *          cmp  x1, x25
  *          b.lo loop
  *          str  wzr, [x26]          (the pass is done: MMIO exit)
- *          add  w0, w0, #1
+ *          add  w19, w19, #1
  *          b    again
  */
 static void emit_writer(uint8_t *base, int i, uint32_t start, uint32_t end)
@@ -88,12 +89,12 @@ static void emit_writer(uint8_t *base, int i, uint32_t start, uint32_t end)
 	uint64_t at = RV_CODE_GPA(i);
 	uint32_t insn[] = {
 		a64_add_x(1, 24, 0),
-		a64_str_w(0, 1, 0),
+		a64_str_w(19, 1, 0),
 		a64_add_x_lsl12(1, 1, 1),
 		a64_cmp_x(1, 25),
 		a64_b_cond(at + 16, at + 4, A64_COND_LO),
 		a64_str_w(31, 26, 0),
-		a64_add_w(0, 0, 1),
+		a64_add_w(19, 19, 1),
 		a64_b(at + 28, at),
 	};
 

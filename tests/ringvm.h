@@ -50,14 +50,18 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 void rv_destroy(struct ringvm *r);
 
 /*
- * Runs vCPU @i until its pass ends in HLT. Returns 0, or the KVM exit
- * reason (> 0) if it stopped for something else (e.g. ring full), or -errno.
- */
-/*
  * Points vCPU i at other code in the base slot (a test's own guest): on
  * arm64 x27 holds @arg (the code's parameter block), x86 code ignores it.
+ * Only before the vCPU first runs: on arm64 the next KVM_RUN after a
+ * pass's MMIO exit completes that access by stepping the PC, which would
+ * skip the new entry's first instruction.
  */
 int rv_set_entry(struct ringvm *r, int i, uint64_t pc, uint64_t arg);
+/*
+ * Runs vCPU @i until its pass ends (x86: HLT; arm64: a store to an
+ * unbacked address). Returns 0, or the KVM exit reason (> 0) if it stopped
+ * for something else (e.g. ring full), or -errno.
+ */
 int rv_run_pass(struct ringvm *r, int i);
 /* Whether KVM offers a dirty ring here (not arm64 before 6.2): 1 or 0. */
 int rv_have_ring(void);

@@ -280,11 +280,20 @@ done < <(apt-cache "${APT_OPTS[@]}" show --no-all-versions "$HDR_PKG$Q" |
 	sed 's/|.*//; s/^ *//; s/ *$//')
 ((${#PKGS[@]} == 4)) || kvmas_die "unexpected Depends of $HDR_PKG: got ${PKGS[*]}"
 if [[ -n "$Q" ]]; then
-	# The host's kbuild must be the very version the headers were made with.
+	# The host's kbuild: the very version the headers were made with when
+	# the archive still has it (the Depends is only ">="); otherwise the
+	# newer one of the same series, whose host tools read the same formats
+	# (an arm64 ABI can trail amd64's kbuild by a point release).
 	hver=${PKGS[1]#*=}
-	for p in "${PKGS[@]}"; do
-		[[ "$p" != linux-kbuild-* || "${p#*=}" == "$hver" ]] ||
-			kvmas_die "$p does not match $HDR_PKG$Q=$hver"
+	for i in "${!PKGS[@]}"; do
+		p=${PKGS[$i]}
+		[[ "$p" == linux-kbuild-* && "${p#*=}" != "$hver" ]] || continue
+		if apt-cache "${APT_OPTS[@]}" madison "${p%%=*}" |
+			awk -v v="$hver" '$3 == v { f = 1 } END { exit !f }'; then
+			PKGS[$i]=${p%%=*}=$hver
+		else
+			kvmas_log "note: ${p%%=*} $hver is gone from the archive; using ${p#*=}"
+		fi
 	done
 	# The guest's userland: the host's busybox is amd64.  Cached with the
 	# lane's tree (it lands in root/bin/busybox).

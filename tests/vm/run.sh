@@ -114,7 +114,9 @@ case "$KVM" in amd) KVM_MODS=(kvm_amd) ;; intel) KVM_MODS=(kvm_intel) ;; none) K
 # Source the env file in a subshell so it cannot clobber our variables, and
 # take only the keys we use.
 # shellcheck source=/dev/null
-mapfile -t _env < <(. "$ENVFILE" && printf '%s\n' "${ABI:-}" "${VMLINUZ:-}" "${MODDIR:-}" "${LANE:-}" "${VMLINUX:-}" \
+# ARCH is unset first: an env file written before it had ARCH (x86) must
+# not inherit the caller's (a kbuild-style ARCH=x86 or a cross lane's).
+mapfile -t _env < <(unset ARCH && . "$ENVFILE" && printf '%s\n' "${ABI:-}" "${VMLINUZ:-}" "${MODDIR:-}" "${LANE:-}" "${VMLINUX:-}" \
 	"${ARCH:-x86_64}" "${IMAGE:-}" "${BUSYBOX:-}")
 ABI=${_env[0]:-} VMLINUZ=${_env[1]:-} MODDIR=${_env[2]:-} LANE=${_env[3]:-} VMLINUX=${_env[4]:-}
 GARCH=${_env[5]:-} IMAGE=${_env[6]:-} GBUSYBOX=${_env[7]:-}
