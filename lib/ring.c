@@ -127,7 +127,10 @@ KVMAS_API __u32 kvmas_ring_harvest(struct kvmas_ring *r,
 
 		if (!(flags & KVM_DIRTY_GFN_F_DIRTY))
 			break;
-		/* Read once each: the ring is shared memory. */
+		/*
+		 * Ordered after the flags by the acquire above (its pair is
+		 * KVM's push); relaxed: only read once, untorn.
+		 */
 		if (fn)
 			fn(opaque, __atomic_load_n(&e->slot, __ATOMIC_RELAXED),
 			   __atomic_load_n(&e->offset, __ATOMIC_RELAXED));

@@ -45,7 +45,9 @@
 
 /*
  * 6.12 counts dirty-logging slots for x86's eager page splitting; 6.1 has
- * no counter. Updated under slots_lock, like kvm_commit_memory_region().
+ * no counter. Updated under slots_lock, like kvm_commit_memory_region(),
+ * so a plain read-then-set is no lost update; atomic_t orders nothing here
+ * (KVM's readers pair with no barrier of ours, they read it as a hint).
  */
 #ifdef KVMAS_HAVE_NR_MEMSLOTS_DIRTY_LOGGING
 #define kvmas_dirty_logging_add(kvm, d)               \

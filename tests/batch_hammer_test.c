@@ -30,17 +30,6 @@
  */
 static unsigned int hammer_route, hammer_gps_max;
 
-/*
- * KVM's INVALID protocol is hole-free on x86 only (faults on an INVALID
- * slot retry there); on arm64 the module refuses it and the fence route
- * is the only one.
- */
-#if defined(__aarch64__)
-#define HAMMER_INVALIDATE_ROUTE 0
-#else
-#define HAMMER_INVALIDATE_ROUTE 1
-#endif
-
 /* What each vCPU's holes were: exits, and on arm64 the aborts it took. */
 static void hammer_log_holes(struct __test_metadata *_metadata, struct wl_vm *w,
 			     const char *what)
@@ -149,6 +138,12 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 	uint64_t us_batch = 0, us_inval = 0, us_stock, t0;
 	struct wl_vm w;
 	int dev, i, r;
+	/*
+	 * KVM's INVALID protocol is hole-free on x86 only (faults on an
+	 * INVALID slot retry there); on arm64 the module refuses it and the
+	 * fence route is the only one (session_test checks the cap per arch).
+	 */
+	int inval = inval_route_ok();
 
 	if (kvmas_cap(KVMAS_CAP_BATCH_COMMIT) <= 0)
 		SKIP(return, "no batch commits on this kernel");
@@ -176,7 +171,7 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 	mmio0 = wl_vcpu_stat(&w, -1, "pf_mmio_spte_created");
 	/* The VM's own route (fence, unless shadow roots exist), then KVM's. */
 	r = hammer_batches(&w, dev, iters, 0, &us_batch);
-	if (!r && HAMMER_INVALIDATE_ROUTE)
+	if (!r && inval)
 		r = hammer_batches(&w, dev, iters / 4 - iters / 4 % 5,
 				   KVMAS_BATCH_ROUTE_INVALIDATE, &us_inval);
 	usleep(50 * 1000);
@@ -208,10 +203,10 @@ TEST_F_TIMEOUT(hammer, no_holes, 900)
 	       "%u+%u guest calls, 0 holes, routes %#x (2=invalidate 4=fence), "
 	       "max %u grace periods",
 	       iters, (unsigned long long)us_batch / 1000,
-	       HAMMER_INVALIDATE_ROUTE ? iters / 4 - iters / 4 % 5 : 0,
+	       inval ? iters / 4 - iters / 4 % 5 : 0,
 	       (unsigned long long)us_inval / 1000, p0[0], p0[1], hammer_route,
 	       hammer_gps_max);
-	if (HAMMER_INVALIDATE_ROUTE) {
+	if (inval) {
 		EXPECT_TRUE(hammer_route & (1U << KVMAS_ROUTE_INVALIDATE));
 	} else {
 		struct batch_res inv;

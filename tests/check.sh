@@ -19,8 +19,7 @@ set -euo pipefail
 lanes=${KVMAS_LANES:-6.1 6.12 arm64-6.12 arm64-6.1}
 
 say "host dependencies and payload"
-prepare_host
-case " $lanes" in *" arm64-"*) prepare_payload_arm64 ;; esac
+prepare_host "$lanes"
 summaries=()
 total_pass=0
 total_fail=0
@@ -82,16 +81,10 @@ boot_suites() {
 # An arm64 lane (kallsyms route, KVM built in): every suite that has a
 # meaning there, single-threaded; then the epochs and the hammer on
 # parallel CPUs where the kernel has a dirty ring (6.12). No shadow MMU,
-# no livepatch (so no variants or hardened stock reset), no QEMU 7.2 lane;
-# DKMS cross-builds the module as a packager's build host would.
+# no livepatch (so no variants or hardened stock reset), no QEMU 7.2 lane.
 arm64_lane() {
 	local ko=$1
-	say "$ABI: dkms build (cross)"
-	if ! dkms_build "$ABI" "$KDIR"; then
-		count "$ABI-dkms: 0 passed, 1 failed"
-		failed=1
-	fi
-	payload=$out/payload-arm64
+	payload=$LANE_PAYLOAD
 	boot_suites "$ko" ./run-all.sh "$ABI" single
 	boot_suites "$ko" ./race-arm64.sh "$ABI-mttcg" multi
 	# A skip is not a pass where the kernel has the dirty ring (arm64
@@ -114,8 +107,13 @@ host_suite klp-convert make -s -C "$top/tools/klp-convert" test
 host_suite source-check "$top/tests/source-check.sh"
 host_suite install "$top/tests/install-check.sh"
 # The Debian packages built, lintian-clean, installed into a fresh bookworm
-# root (DKMS builds there against the first lane's headers) and purged.
-KVMAS_PKG_LANE=${lanes%% *} host_suite packages "$top/tests/pkg-check.sh"
+# root (DKMS builds there against the first x86 lane's headers: the root is
+# the host's architecture) and purged.
+pkg_lane=6.12
+for l in $lanes; do
+	case $l in arm64-*) ;; *) pkg_lane=$l && break ;; esac
+done
+KVMAS_PKG_LANE=$pkg_lane host_suite packages "$top/tests/pkg-check.sh"
 for lane in $lanes; do
 	say "lane $lane"
 	use_lane "$lane"
@@ -124,6 +122,13 @@ for lane in $lanes; do
 		count "$ABI-build: 0 passed, 1 failed"
 		failed=1
 		continue
+	fi
+	# DKMS: the path a kernel upgrade takes (a cross lane builds as a
+	# packager's build host would).
+	say "$ABI: dkms build"
+	if ! dkms_build "$ABI" "$KDIR"; then
+		count "$ABI-dkms: 0 passed, 1 failed"
+		failed=1
 	fi
 	if [ "$ARCH" = arm64 ]; then
 		arm64_lane "$ko"
@@ -145,11 +150,6 @@ for lane in $lanes; do
 	done
 	ibt=0
 	grep -qs '^CONFIG_X86_KERNEL_IBT=y' "$KDIR/.config" && ibt=1
-	say "$ABI: dkms build"
-	if ! dkms_build "$ABI" "$KDIR"; then
-		count "$ABI-dkms: 0 passed, 1 failed"
-		failed=1
-	fi
 
 	# Boot 1: every suite, single-threaded TCG (deterministic vCPU
 	# interleaving; see tests/vm/run.sh --tcg-thread).

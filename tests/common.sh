@@ -13,7 +13,9 @@ mkdir -p "$out/logs"
 say() { printf '== %s\n' "$*"; }
 
 # Host packages, then everything that runs inside the guest: the suites,
-# the demo and the static CLI, all statically linked.
+# the demo and the static CLI, all statically linked; with the lanes to be
+# run as arguments, also the arm64 payload if one of them is arm64 (the
+# same suites cross-built static; tests/Makefile: no CLI, no preload shim).
 prepare_host() {
 	"$vm/deps.sh"
 	make -s -C "$top/lib"
@@ -23,13 +25,13 @@ prepare_host() {
 	install -m 0755 "$top/tools/kvmas.static" "$out/payload/kvmas"
 	# Debian's own QEMU 7.2 as the guest's VMM (tests/qemu72).
 	"$top/tests/qemu72/payload.sh" "$out/payload-qemu72"
-}
-
-# The arm64 lanes' payload: the same suites cross-built static for aarch64
-# (tests/Makefile: no CLI, no preload shim there).
-prepare_payload_arm64() {
-	rm -rf "$out/payload-arm64"
-	make -s -C "$top/tests" OUT="$out/payload-arm64" CROSS_COMPILE=aarch64-linux-gnu-
+	case " $* " in
+	*" arm64-"*)
+		rm -rf "$out/payload-arm64"
+		make -s -C "$top/tests" OUT="$out/payload-arm64" \
+			CROSS_COMPILE=aarch64-linux-gnu-
+		;;
+	esac
 }
 
 # Builds the module for one kernel from a copy of exactly what DKMS ships,
@@ -107,10 +109,8 @@ dkms_build() {
 # Resolves (and fetches if needed) a lane's kernel; sets ENV_FILE and the
 # env variables (ABI, UPSTREAM, KDIR, VMLINUZ, ARCH, CROSS_COMPILE, ...).
 # Lanes: 6.1, 6.12 (x86_64) and arm64-6.1, arm64-6.12 (cross-built, see
-# tests/vm/fetch-kernel.sh).  LANE_CC is the C compiler for the lane's
-# guest programs, which must be static (tests/Makefile links with -static):
-# make -C tests CC="$LANE_CC" ... (the host's for x86, the aarch64 cross
-# compiler for arm64).
+# tests/vm/fetch-kernel.sh).  LANE_PAYLOAD is the guest programs built for
+# the lane's architecture (prepare_host).
 use_lane() {
 	ENV_FILE=$("$vm/fetch-kernel.sh" "$1" | tail -n 1)
 	# Cached x86 env files may predate ARCH/CROSS_COMPILE (fetch-kernel.sh
@@ -119,5 +119,5 @@ use_lane() {
 	# shellcheck disable=SC1090
 	. "$ENV_FILE"
 	# shellcheck disable=SC2034 # for the callers
-	if [ "$ARCH" = x86_64 ]; then LANE_CC=${CC:-gcc}; else LANE_CC=${CROSS_COMPILE}gcc; fi
+	if [ "$ARCH" = x86_64 ]; then LANE_PAYLOAD=$out/payload; else LANE_PAYLOAD=$out/payload-$ARCH; fi
 }

@@ -12,18 +12,15 @@ set -euo pipefail
 lanes=${KVMAS_LANES:-6.12 6.1}
 
 say "preparing (apt packages, Debian kernels, module build)"
-prepare_host >/dev/null
-case " $lanes" in *" arm64-"*) prepare_payload_arm64 >/dev/null ;; esac
+prepare_host "$lanes" >/dev/null
 for lane in $lanes; do
 	use_lane "$lane" 2>/dev/null
 	ko=$(build_module "$ABI" "$KDIR" | tail -n 1)
 	log=$out/logs/demo-$ABI.log
-	payload=$out/payload kvmmod="kvm_amd + kvm_atomic_slots"
-	if [ "$ARCH" = arm64 ]; then
-		payload=$out/payload-arm64 kvmmod="KVM (built in, VHE) + kvm_atomic_slots"
-	fi
+	kvmmod="kvm_amd + kvm_atomic_slots"
+	[ "$ARCH" = x86_64 ] || kvmmod="KVM (built in, VHE) + kvm_atomic_slots"
 	say "Debian $ABI (upstream $UPSTREAM) under QEMU TCG, $kvmmod loaded"
-	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$payload" \
+	"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$LANE_PAYLOAD" \
 		--cmd ./demo-all.sh --tcg-thread multi --append maxcpus=1 \
 		--log "$log" --quiet --timeout 900 >/dev/null 2>&1 || {
 		echo "demo run failed; console log: $log" >&2

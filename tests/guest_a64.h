@@ -91,6 +91,19 @@ struct a64_exc_record {
 #define A64_VECTORS_SIZE 0x800 /* 16 entries of 0x80; VBAR is 2 KiB aligned */
 
 /*
+ * Where the test guests (workload.c, ringvm.c) keep the vector table and
+ * one exception record per vCPU, in the base slot both map at GPA 0.
+ */
+#define A64_VECTORS_GPA 0xa000ULL
+#define A64_EXC_GPA(i) (0x9800ULL + (i)*0x40)
+
+/* vCPU @i's record, @base being the host view of GPA 0. */
+static inline struct a64_exc_record *a64_record(uint8_t *base, int i)
+{
+	return (struct a64_exc_record *)(base + A64_EXC_GPA(i));
+}
+
+/*
  * Fills a vector table at @vbar (host pointer): every entry records the
  * exception in the record TPIDR_EL1 points at, then ERETs to the record's
  * restart point with a fresh stack. Clobbers x0 and x1 only, so a guest
@@ -153,14 +166,18 @@ static inline int a64_vcpu_init(int vm, int vcpu)
 #define A64_PSTATE_EL1H_MASKED 0x3c5
 
 /*
- * Points the vCPU at @pc with stack @sp, its vectors at @vbar_gpa and its
- * exception record at @rec_gpa (guest addresses).
+ * Points vCPU @i (fd @vcpu) at @pc with stack @sp, also where its handler
+ * restarts it, with the vectors at A64_VECTORS_GPA and its record at
+ * A64_EXC_GPA(@i); @base is the host view of GPA 0.
  */
-static inline int a64_vcpu_start(int vcpu, uint64_t pc, uint64_t sp,
-				 uint64_t vbar_gpa, uint64_t rec_gpa)
+static inline int a64_vcpu_start(int vcpu, uint8_t *base, int i, uint64_t pc,
+				 uint64_t sp)
 {
+	struct a64_exc_record *rec = a64_record(base, i);
 	int r;
 
+	rec->restart_pc = pc;
+	rec->restart_sp = sp;
 	r = a64_set_reg(vcpu, A64_CORE_REG(regs.pstate),
 			A64_PSTATE_EL1H_MASKED);
 	if (!r)
@@ -168,9 +185,11 @@ static inline int a64_vcpu_start(int vcpu, uint64_t pc, uint64_t sp,
 	if (!r)
 		r = a64_set_reg(vcpu, A64_CORE_REG(sp_el1), sp);
 	if (!r)
-		r = a64_set_reg(vcpu, a64_sysreg_id(A64_VBAR_EL1), vbar_gpa);
+		r = a64_set_reg(vcpu, a64_sysreg_id(A64_VBAR_EL1),
+				A64_VECTORS_GPA);
 	if (!r)
-		r = a64_set_reg(vcpu, a64_sysreg_id(A64_TPIDR_EL1), rec_gpa);
+		r = a64_set_reg(vcpu, a64_sysreg_id(A64_TPIDR_EL1),
+				A64_EXC_GPA(i));
 	return r;
 }
 

@@ -15,9 +15,6 @@
 
 #define RV_BASE_SIZE 0x10000ULL
 #define RV_CODE_GPA(i) (0x1000ULL + (i)*0x100)
-/* arm64: vectors and exception records, as in the workload guest. */
-#define RV_EXC_GPA(i) (0x9800ULL + (i)*0x40)
-#define RV_VECTORS_GPA 0xa000ULL
 /*
  * arm64 has no HLT exit (WFI blocks in KVM until an interrupt, and this
  * guest has none): a pass ends with a store to this unbacked address,
@@ -105,15 +102,11 @@ static void emit_writer(uint8_t *base, int i, uint32_t start, uint32_t end)
 
 static int rv_vcpu_setup(struct ringvm *r, int i, uint32_t start, uint32_t end)
 {
-	struct a64_exc_record *rec =
-		(struct a64_exc_record *)(r->base + RV_EXC_GPA(i));
 	int err = a64_vcpu_init(r->vm, r->vcpu[i]);
 
-	rec->restart_pc = RV_CODE_GPA(i);
-	rec->restart_sp = 0x8000;
 	if (!err)
-		err = a64_vcpu_start(r->vcpu[i], RV_CODE_GPA(i), 0x8000,
-				     RV_VECTORS_GPA, RV_EXC_GPA(i));
+		err = a64_vcpu_start(r->vcpu[i], r->base, i, RV_CODE_GPA(i),
+				     0x8000);
 	if (!err)
 		err = a64_set_reg(r->vcpu[i], A64_X(24), start);
 	if (!err)
@@ -172,7 +165,7 @@ int rv_create(struct ringvm *r, int nr_vcpus, uint32_t ring_entries,
 	if (ioctl(r->vm, KVM_SET_USER_MEMORY_REGION, &reg))
 		return -errno;
 #if defined(__aarch64__)
-	a64_emit_vectors(r->base + RV_VECTORS_GPA);
+	a64_emit_vectors(r->base + A64_VECTORS_GPA);
 #endif
 	reg = (struct kvm_userspace_memory_region){
 		.slot = RV_DATA_SLOT,
@@ -249,11 +242,9 @@ int rv_have_ring(void)
 int rv_set_entry(struct ringvm *r, int i, uint64_t pc, uint64_t arg)
 {
 #if defined(__aarch64__)
-	struct a64_exc_record *rec =
-		(struct a64_exc_record *)(r->base + RV_EXC_GPA(i));
 	int err;
 
-	rec->restart_pc = pc;
+	a64_record(r->base, i)->restart_pc = pc;
 	err = a64_set_reg(r->vcpu[i], A64_CORE_REG(regs.pc), pc);
 	return err ? err : a64_set_reg(r->vcpu[i], A64_X(27), arg);
 #else

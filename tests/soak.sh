@@ -16,18 +16,15 @@ runs=${KVMAS_SOAK_RUNS:-1}
 failed=0
 
 say "host dependencies and payload"
-prepare_host >/dev/null
-case " $lanes" in *" arm64-"*) prepare_payload_arm64 >/dev/null ;; esac
+prepare_host "$lanes" >/dev/null
 for lane in $lanes; do
 	use_lane "$lane"
 	ko=$(build_module "$ABI" "$KDIR" | tail -n 1)
-	payload=$out/payload
-	[ "$ARCH" = x86_64 ] || payload=$out/payload-arm64
 	for r in $(seq 1 "$runs"); do
 		log=$out/logs/$ABI-soak-$r.log
 		say "$ABI: soak $r/$runs, $secs s (console: $log)"
 		rc=0
-		"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$payload" \
+		"$vm/run.sh" --env "$ENV_FILE" --ko "$ko" --payload "$LANE_PAYLOAD" \
 			--cmd "KVMAS_SOAK_SECONDS=$secs KVMAS_SOAK_PARTS=${KVMAS_SOAK_PARTS:-0x5} KVMAS_RING4_ROUNDS=${KVMAS_RING4_ROUNDS:-5} KVMAS_RING4_SLOTS=${KVMAS_RING4_SLOTS:-0} ./soak-all.sh" \
 			--tcg-thread multi --append "maxcpus=1 ignore_loglevel" \
 			--timeout $((secs + 900)) --log "$log" --quiet || rc=$?

@@ -167,14 +167,9 @@ static void emit_func(uint8_t *target, int i, int probe)
 /* Also what the handler restarts: the loop's top with a fresh stack. */
 static int wl_vcpu_setup(struct wl_vm *w, int i)
 {
-	struct a64_exc_record *rec =
-		(struct a64_exc_record *)(w->base + WL_EXC_GPA(i));
-	int r;
+	int r = a64_vcpu_start(w->vcpu[i], w->base, i, WL_LOOP_GPA(i),
+			       WL_STACK_GPA(i));
 
-	rec->restart_pc = WL_LOOP_GPA(i);
-	rec->restart_sp = WL_STACK_GPA(i);
-	r = a64_vcpu_start(w->vcpu[i], WL_LOOP_GPA(i), WL_STACK_GPA(i),
-			   WL_VECTORS_GPA, WL_EXC_GPA(i));
 	if (!r)
 		r = a64_set_reg(w->vcpu[i], A64_X(20), WL_PROG_GPA(i));
 	if (!r)
@@ -220,7 +215,7 @@ int wl_create(struct wl_vm *w, int nr_vcpus, size_t target_size,
 		return -ENOMEM;
 
 #if defined(__aarch64__)
-	a64_emit_vectors(w->base + WL_VECTORS_GPA);
+	a64_emit_vectors(w->base + A64_VECTORS_GPA);
 #endif
 	for (i = 0; i < nr_vcpus; i++) {
 		emit_loop(w->base, i, (call_mask >> i) & 1);
@@ -504,8 +499,7 @@ uint64_t wl_guest_exceptions(struct wl_vm *w, int i, uint64_t *esr,
 			     uint64_t *far)
 {
 #if defined(__aarch64__)
-	const struct a64_exc_record *rec =
-		(const void *)(w->base + WL_EXC_GPA(i));
+	const struct a64_exc_record *rec = a64_record(w->base, i);
 
 	if (esr)
 		*esr = __atomic_load_n(&rec->esr, __ATOMIC_RELAXED);

@@ -28,9 +28,7 @@
 #define WL_LOOP_GPA(i) (0x1000ULL + (i)*0x100)
 #define WL_STACK_GPA(i) (0x8000ULL - (i)*0x800)
 #define WL_PROG_GPA(i) (0x9000ULL + (i)*0x40) /* loop counter */
-/* arm64: each vCPU's exception record (guest_a64.h) and the vector table. */
-#define WL_EXC_GPA(i) (0x9800ULL + (i)*0x40)
-#define WL_VECTORS_GPA 0xa000ULL
+/* arm64: 0x9800-0xa800 holds guest_a64.h's exception records and vectors. */
 
 /*
  * Target region: vCPU i calls a function at WL_FUNC_GPA(i), which updates a
