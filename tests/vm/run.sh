@@ -270,7 +270,9 @@ RESULT_TTY=/dev/ttyS1
 {
 	printf 'KVMAS_ABI=%q\n' "$ABI"
 	printf 'KVMAS_LANE=%q\n' "$LANE"
-	printf 'export KVMAS_ABI KVMAS_LANE\n'
+	# How QEMU runs the guest CPUs: benchmarks state it with their figures.
+	printf 'KVMAS_TCG=%q\n' "$TCG_THREAD"
+	printf 'export KVMAS_ABI KVMAS_LANE KVMAS_TCG\n'
 	printf 'KVMAS_RESULT_TTY=%q\n' "$RESULT_TTY"
 	# arm64 has no KVM module whose insmod would fail: init reports /dev/kvm.
 	[[ "$GARCH" != arm64 ]] || printf 'KVMAS_CHECK_KVM=1\n'
