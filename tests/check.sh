@@ -87,6 +87,7 @@ arm64_lane() {
 	payload=$LANE_PAYLOAD
 	boot_suites "$ko" ./run-all.sh "$ABI" single
 	boot_suites "$ko" ./race-arm64.sh "$ABI-mttcg" multi
+	host_suite "$ABI-bench-plot" "$top/tests/bench-plot-check.sh" "$out/logs/$ABI-mttcg.log"
 	# A skip is not a pass where the kernel has the dirty ring (arm64
 	# 6.2+): the ring suites must really have run there.
 	if [ "$UPSTREAM" != "${UPSTREAM#6.1.}" ]; then
@@ -105,6 +106,9 @@ host_suite libkvmas make -s -C "$top/lib" test
 host_suite kvmas-cli make -s -C "$top/tools" test
 host_suite klp-convert make -s -C "$top/tools/klp-convert" test
 host_suite source-check "$top/tests/source-check.sh"
+# The benchmark plotter (tests/bench-plot.sh) on a synthetic log with every
+# panel; each lane's multi-threaded boot feeds it real results below.
+host_suite bench-plot "$top/tests/bench-plot-check.sh"
 host_suite install "$top/tests/install-check.sh"
 # The Debian packages built, lintian-clean, installed into a fresh bookworm
 # root (DKMS builds there against the first x86 lane's headers: the root is
@@ -158,6 +162,9 @@ for lane in $lanes; do
 	host_suite "$ABI-json" "$top/tests/json-check.sh" "$out/logs/$ABI.log"
 	# Boot 2: the races that need truly parallel vCPUs.
 	boot_suites "$ko" ./race-all.sh "$ABI-mttcg" multi
+	# Its benchmarks' JSON lines (bench_ring, bench_batch stall) through
+	# the plotter: a PNG and one .jsonl line per result.
+	host_suite "$ABI-bench-plot" "$top/tests/bench-plot-check.sh" "$out/logs/$ABI-mttcg.log"
 	# Boot 3: batch commits under shadow paging (kvm_amd npt=0), where
 	# every batch takes the invalidate route: the batch suite, the
 	# contracts and the differential oracle again.

@@ -13,6 +13,7 @@ lanes=${KVMAS_LANES:-6.12 6.1}
 
 say "preparing (apt packages, Debian kernels, module build)"
 prepare_host "$lanes" >/dev/null
+demo_logs=()
 for lane in $lanes; do
 	use_lane "$lane" 2>/dev/null
 	ko=$(build_module "$ABI" "$KDIR" | tail -n 1)
@@ -27,6 +28,7 @@ for lane in $lanes; do
 		tail -n 40 "$log" >&2
 		exit 1
 	}
+	demo_logs+=("$log")
 	# The story only, not the boot: from the demo's banner to its end.
 	tr -d '\r' <"$log" | sed -n '/^== kvm-atomic-slots demo/,/^KVMAS-INIT done/p' |
 		grep -vE '^\[ *[0-9]+\.[0-9]+\]|^KVMAS-'
@@ -44,3 +46,24 @@ for lane in $lanes; do
 	tr -d '\r' <"$log" | grep -E '^(ok|not ok) |^# (libkvmtrace|uncovered|  [0-9]|shim run|stock run)' |
 		sed -e 's/^# /   /' -e 's/^ok [0-9]* - /-> /' -e 's/^not ok [0-9]* - /-> FAILED: /'
 done
+
+# The benchmarks' results of every lane, machine-readable (JSON lines) and
+# drawn as one picture (tests/bench-plot.sh). A failed plot is reported
+# and fails `make demo`, after everything above has been shown.
+say "benchmark results of the lanes' boots (absolute times are TCG times)"
+mkdir -p "$out/demo"
+plot_rc=0
+"$top/tests/bench-plot.sh" "${demo_logs[@]}" -o "$out/demo/bench.png" \
+	-j "$out/demo/bench.jsonl" >"$out/logs/demo-plot.log" 2>&1 || plot_rc=$?
+grep -v '^\(picture\|results\): ' "$out/logs/demo-plot.log" | sed 's/^/   /' || true
+echo
+if [ -s "$out/demo/bench.png" ]; then
+	echo "picture: $out/demo/bench.png"
+else
+	echo "picture: none drawn (see $out/logs/demo-plot.log)"
+fi
+echo "results: $out/demo/bench.jsonl"
+if [ "$plot_rc" -ne 0 ]; then
+	echo "demo: bench-plot.sh failed (exit $plot_rc; $out/logs/demo-plot.log)" >&2
+	exit 1
+fi

@@ -35,7 +35,8 @@ PKGS=(
 	lintian
 	mmdebstrap # a fresh bookworm root to install the packages into
 	man-db     # man --warnings on the man pages
-	python3    # tests/json-check.sh: kvmas --json through python3's json
+	python3    # tests/json-check.sh, tests/bench-plot.sh: JSON through python3's json
+	gnuplot-nox # tests/bench-plot.sh: make demo's benchmark picture (pngcairo)
 	abigail-tools # lib abi-check: abidiff against the release's ABI dump
 	clang-format # tests/source-check.sh: no drift from the kernel's .clang-format
 	libssl-dev # kbuild host tools of the debug kernel (tests/debug, make check-debug)
