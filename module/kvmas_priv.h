@@ -11,9 +11,10 @@
  *   internals    KVM functions kvm.ko does not export (internals.c)
  *   kvmas_priv.h these types and counters
  *   session      open files, VM attach, VM gate, layout (session.c)
+ *   netlink      stats, session and VM dumps, events, per-VM accounting
+ *                (netlink.c)
  *   ring, batch  KVMAS_RESET_RING (ring.c), KVMAS_COMMIT_BATCH (batch.c)
  *   livepatch    the klp patch: hardened kvm_dirty_ring_reset (livepatch.c)
- *   netlink      stats, session dumps, attach/detach events (netlink.c)
  *   main         device, ioctl dispatch, module init/exit (main.c)
  *
  * Locks, outermost first. A lock may be taken while holding only locks
@@ -45,6 +46,16 @@
  *  kvmas_sessions_lock: the session list only (open, release, netlink
  *  dump); nothing else is taken under it, and it is never taken under any
  *  of the above.
+ *  kvmas_vms_lock (session.c): the VM list and each VM's session count.
+ *  Taken under attach_lock (ATTACH_VM) or with nothing held (release, the
+ *  netlink dumps); nothing is taken under it; never together with
+ *  kvmas_sessions_lock.
+ *  genl_mutex (the kernel's, generic netlink): held around our doit/dumpit
+ *  and dump start callbacks, so it is outside the two list locks. Events
+ *  are multicast with none of our locks held except, on the ring path,
+ *  lock 1 for read; the per-VM and module-wide event ratelimit_state locks
+ *  are raw spinlocks taken by ___ratelimit() alone (innermost, trylock).
+ *  Counters are atomics: no command takes a lock to count.
  *
  * References and what keeps what alive:
  *  - our module: every open file pins it (fops.owner); on the livepatch
@@ -61,6 +72,11 @@
  *    ioctl's own file reference pins the session); the memslots a command
  *    reads are kept by slots_lock or kvm->srcu, the vCPUs by online_vcpus
  *    only growing while the VM lives.
+ *  - struct kvmas_vm (per-VM counters): one reference per attached
+ *    session (nr_sessions, under kvmas_vms_lock), dropped in release before
+ *    the session's kvm_put_kvm(), so a live kvmas_vm's @kvm is a live VM
+ *    and no later VM at the same address can be matched to it. A session
+ *    on kvmas_sessions keeps its @vm alive (release unlinks it first).
  *  - the vendor module (kvm_amd/kvm_intel, the VM file's f_op->owner):
  *    try_module_get() at attach, module_put() after kvm_put_kvm() in
  *    release, since destroying the VM calls into it.
@@ -74,11 +90,58 @@
 #include <linux/atomic.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
+#include <linux/ratelimit_types.h>
 #include <linux/types.h>
 #include <linux/kvm_atomic_slots.h>
 
 struct kvm;
 struct module;
+
+/*
+ * Per-VM counters (uapi: "Per-VM counters"); atomics, no lock. Arrays are
+ * indexed by the uapi value (reject bucket, stop reason, latency bucket)
+ * minus one.
+ */
+struct kvmas_vm_stats {
+	atomic64_t batches;
+	atomic64_t batch_ops;
+	atomic64_t grace_periods;
+	atomic64_t route_fence;
+	atomic64_t route_invalidate;
+	atomic64_t route_none;
+	atomic64_t dirty_pages;
+	atomic64_t dry_runs;
+	atomic64_t dry_runs_rejected;
+	atomic64_t rejected[KVMAS_NL_REJECT_MAX];
+	atomic64_t latency[KVMAS_NL_LATENCY_BUCKETS];
+	atomic64_t latency_sum_ns;
+	atomic64_t latency_max_ns;
+	atomic64_t ring_calls;
+	atomic64_t ring_entries;
+	atomic64_t ring_invalid;
+	atomic64_t ring_stops[KVMAS_RING_STOP_NO_RING];
+	atomic64_t ring_tlb_flushes;
+	atomic64_t events_sent;
+	atomic64_t events_suppressed;
+};
+
+/* KVM's KVM_STATS_NAME_SIZE, which this header cannot include. */
+#define KVMAS_VM_NAME_SIZE 48
+
+/*
+ * One KVM VM with at least one session attached (session.c): the sessions
+ * attached to the same struct kvm share it. @kvm is an identity only (the
+ * sessions' references keep it alive); @name is KVM's stats id, copied.
+ */
+struct kvmas_vm {
+	struct kvm *kvm;
+	u64 id;
+	unsigned int nr_sessions; /* kvmas_vms_lock */
+	struct list_head node; /* on kvmas_vms, in id order */
+	char name[KVMAS_VM_NAME_SIZE];
+	struct ratelimit_state events_rs;
+	struct kvmas_vm_stats st;
+};
 
 /*
  * One open file of /dev/kvm-atomic-slots. @kvm is set once by ATTACH_VM and
@@ -89,6 +152,8 @@ struct kvmas_session {
 	struct mutex attach_lock; /* serialises ATTACH_VM on this session */
 	struct kvm *kvm;
 	struct module *kvm_owner; /* module providing the VM's fops */
+	/* Set before @kvm is published, never changes until release. */
+	struct kvmas_vm *vm;
 	u64 id;
 	pid_t tgid;
 	struct list_head node; /* on kvmas_sessions, for netlink dumps */

@@ -26,6 +26,7 @@
 #include <linux/uaccess.h>
 
 #include "internals.h"
+#include "netlink.h"
 #include "ring.h"
 #include "session.h"
 
@@ -521,8 +522,13 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 
 	/* Set once, before any vCPU exists (kvm->lock); an untorn read. */
 	if (!READ_ONCE(kvm->dirty_ring_size)) {
-		for (i = 0; i < cmd->nr_vcpus; i++)
+		for (i = 0; i < cmd->nr_vcpus; i++) {
 			v[i].stop_reason = KVMAS_RING_STOP_NO_RING;
+			/* Out fields: not the caller's input echoed. */
+			v[i].reset = 0;
+			v[i].reset_index = 0;
+			v[i].invalid = 0;
+		}
 		r = kvmas_ring_copy_out(cmd, v) ?: -ENXIO;
 		goto out;
 	}
@@ -547,6 +553,8 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 		if (stopped) {
 			/* The call's bound or a signal ended it: not walked. */
 			v[i].stop_reason = w.reason;
+			v[i].reset = 0;
+			v[i].invalid = 0;
 			v[i].reset_index = READ_ONCE(ring->reset_index);
 			continue;
 		}
@@ -591,6 +599,7 @@ int kvmas_reset_ring(struct kvmas_session *s, struct kvmas_reset_ring *cmd)
 		atomic64_add(cmd->total_reset, &kvmas_stats.ring_entries_reset);
 	}
 out:
+	kvmas_account_ring(s, cmd, v, r);
 	if (v != small.v) {
 		kvfree(marks);
 		kvfree(vcpus);

@@ -6,6 +6,8 @@
 #include <linux/file.h>
 #include <linux/kvm_host.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/ratelimit.h>
 #include <linux/rbtree.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -17,10 +19,37 @@
 struct kvmas_stats kvmas_stats;
 LIST_HEAD(kvmas_sessions);
 DEFINE_MUTEX(kvmas_sessions_lock);
+unsigned int kvmas_sessions_gen = 1;
+LIST_HEAD(kvmas_vms);
+DEFINE_MUTEX(kvmas_vms_lock);
+unsigned int kvmas_vms_gen = 1;
+
+unsigned int kvmas_events_burst = 10;
+module_param_named(events_burst, kvmas_events_burst, uint, 0444);
+MODULE_PARM_DESC(
+	events_burst,
+	"rejected-batch and ring-anomaly events per VM and interval (0: none)");
+unsigned int kvmas_events_interval_ms = 5000;
+module_param_named(events_interval_ms, kvmas_events_interval_ms, uint, 0444);
+MODULE_PARM_DESC(
+	events_interval_ms,
+	"the event rate limit's interval in milliseconds (0: no limit)");
 
 /* A dedicated cache makes session leaks visible in /proc/slabinfo. */
 static struct kmem_cache *kvmas_session_cache;
-static atomic64_t kvmas_next_session_id = ATOMIC64_INIT(0);
+/* Under kvmas_sessions_lock / kvmas_vms_lock: ids grow in list order. */
+static u64 kvmas_next_session_id;
+static u64 kvmas_next_vm_id;
+
+/* kvmas_priv.h cannot include KVM's header for the size of its names. */
+static_assert(KVMAS_VM_NAME_SIZE == KVM_STATS_NAME_SIZE);
+
+/* A dump's consistency mark changed with its list; never 0 (unchecked). */
+static void kvmas_gen_bump(unsigned int *gen)
+{
+	if (!++*gen)
+		*gen = 1;
+}
 
 int kvmas_session_cache_init(void)
 {
@@ -41,11 +70,13 @@ struct kvmas_session *kvmas_session_new(void)
 	if (!s)
 		return NULL;
 	mutex_init(&s->attach_lock);
-	s->id = atomic64_inc_return(&kvmas_next_session_id);
 	s->tgid = task_tgid_nr(current);
 
+	/* The id under the lock: the list stays sorted (netlink dumps). */
 	mutex_lock(&kvmas_sessions_lock);
+	s->id = ++kvmas_next_session_id;
 	list_add_tail(&s->node, &kvmas_sessions);
+	kvmas_gen_bump(&kvmas_sessions_gen);
 	mutex_unlock(&kvmas_sessions_lock);
 
 	atomic_inc(&kvmas_stats.sessions_open);
@@ -64,14 +95,18 @@ void kvmas_session_free(struct kvmas_session *s)
 	might_sleep();
 	mutex_lock(&kvmas_sessions_lock);
 	list_del(&s->node);
+	kvmas_gen_bump(&kvmas_sessions_gen);
 	mutex_unlock(&kvmas_sessions_lock);
 
 	/*
 	 * Release runs once no ioctl can be in flight, with no lock held:
 	 * kvm_put_kvm() may destroy the VM right here, which sleeps and calls
 	 * into the vendor module, hence the module reference is dropped after.
+	 * The VM's counters go first: no later VM at this address may find
+	 * them (kvmas_vm_get()).
 	 */
 	if (s->kvm) {
+		kvmas_vm_put(s->vm);
 		kvm_put_kvm(s->kvm);
 		module_put(s->kvm_owner);
 		atomic_dec(&kvmas_stats.attached);
@@ -111,6 +146,56 @@ struct kvm *kvmas_session_vm(struct kvmas_session *s, int *err)
 	return kvm;
 }
 
+/*
+ * The counters of @kvm: the existing object if a session is attached to it
+ * already, else @fresh, filled in and listed. Caller holds attach_lock and
+ * a reference on @kvm; @fresh is freed if not used.
+ */
+static struct kvmas_vm *kvmas_vm_get(struct kvm *kvm, struct kvmas_vm *fresh)
+{
+	struct kvmas_vm *vm;
+
+	mutex_lock(&kvmas_vms_lock);
+	list_for_each_entry(vm, &kvmas_vms, node) {
+		if (vm->kvm == kvm) {
+			vm->nr_sessions++;
+			mutex_unlock(&kvmas_vms_lock);
+			kfree(fresh);
+			return vm;
+		}
+	}
+	vm = fresh;
+	vm->kvm = kvm;
+	vm->nr_sessions = 1;
+	strscpy(vm->name, kvm->stats_id, sizeof(vm->name));
+	ratelimit_state_init(&vm->events_rs,
+			     msecs_to_jiffies(kvmas_events_interval_ms),
+			     min(kvmas_events_burst, KVMAS_EVENTS_BURST_MAX));
+	/* Suppressed events are counted, not logged. */
+	ratelimit_set_flags(&vm->events_rs, RATELIMIT_MSG_ON_RELEASE);
+	vm->id = ++kvmas_next_vm_id;
+	list_add_tail(&vm->node, &kvmas_vms);
+	kvmas_gen_bump(&kvmas_vms_gen);
+	mutex_unlock(&kvmas_vms_lock);
+	return vm;
+}
+
+/* Drops one attached session's reference; the last one frees the counters. */
+void kvmas_vm_put(struct kvmas_vm *vm)
+{
+	bool last;
+
+	mutex_lock(&kvmas_vms_lock);
+	last = !--vm->nr_sessions;
+	if (last) {
+		list_del(&vm->node);
+		kvmas_gen_bump(&kvmas_vms_gen);
+	}
+	mutex_unlock(&kvmas_vms_lock);
+	if (last)
+		kfree(vm);
+}
+
 static int kvmas_attach_check(struct file *f, struct kvm **kvmp)
 {
 	struct kvm *kvm;
@@ -130,6 +215,7 @@ static int kvmas_attach_check(struct file *f, struct kvm **kvmp)
 
 int kvmas_attach_vm(struct kvmas_session *s, struct kvmas_attach_vm *cmd)
 {
+	struct kvmas_vm *fresh = NULL;
 	struct module *owner;
 	struct kvm *kvm = NULL;
 	struct file *f;
@@ -143,6 +229,12 @@ int kvmas_attach_vm(struct kvmas_session *s, struct kvmas_attach_vm *cmd)
 	if (!f) {
 		ret = -EBADF;
 		goto out_stat;
+	}
+	/* Counters for the VM, in case it has none yet (kvmas_vm_get()). */
+	fresh = kzalloc(sizeof(*fresh), GFP_KERNEL_ACCOUNT);
+	if (!fresh) {
+		ret = -ENOMEM;
+		goto out_fput;
 	}
 	ret = kvmas_attach_check(f, &kvm);
 	if (ret)
@@ -167,6 +259,9 @@ int kvmas_attach_vm(struct kvmas_session *s, struct kvmas_attach_vm *cmd)
 	/* Safe: the open VM file holds a reference, so users_count > 0. */
 	kvm_get_kvm(kvm);
 	s->kvm_owner = owner;
+	/* Published by the release below, like everything set before it. */
+	s->vm = kvmas_vm_get(kvm, fresh);
+	fresh = NULL;
 	/* Pairs with smp_load_acquire() in kvmas_session_vm(). */
 	smp_store_release(&s->kvm, kvm);
 	atomic_inc(&kvmas_stats.attached);
@@ -174,6 +269,7 @@ int kvmas_attach_vm(struct kvmas_session *s, struct kvmas_attach_vm *cmd)
 out_unlock:
 	mutex_unlock(&s->attach_lock);
 out_fput:
+	kfree(fresh);
 	fput(f);
 out_stat:
 	if (ret) {
@@ -184,6 +280,12 @@ out_stat:
 		atomic64_inc(&kvmas_stats.attach_ok);
 	}
 	return ret;
+}
+
+struct kvmas_vm *kvmas_session_vm_stats(struct kvmas_session *s)
+{
+	/* Pairs with smp_store_release() in kvmas_attach_vm(). */
+	return smp_load_acquire(&s->kvm) ? s->vm : NULL;
 }
 
 void kvmas_session_vm_name(struct kvmas_session *s, char *buf, size_t len)

@@ -23,7 +23,9 @@ declare -A want=(
 	[caps]='isinstance(d, dict) and {"api_version", "nr_caps", "caps", "kvm_user_mem_slots"} <= d.keys() and isinstance(d["caps"], dict) and d["caps"].get("netlink") == 1'
 	[stats]='isinstance(d, dict) and {"sessions_open", "sessions_total", "attached", "attach_ok", "attach_failed", "ioctl_errors", "batches", "batch_ops", "ring_resets", "ring_entries"} <= d.keys() and all(isinstance(v, int) for v in d.values())'
 	[sessions]='isinstance(d, list) and len(d) > 0 and all({"id", "pid", "attached", "vm"} <= s.keys() for s in d)'
-	[monitor]='isinstance(d, dict) and d.get("event") in ("attach", "detach") and {"type", "id", "pid", "attached", "vm"} <= d.keys()'
+	[monitor]='isinstance(d, dict) and d.get("event") in ("attach", "detach", "batch_rejected", "ring_anomaly") and {"type", "id", "pid", "attached", "vm"} <= d.keys() and (d["event"] != "batch_rejected" or {"vm_id", "errno", "error", "error_index", "nr_ops", "flags", "suppressed"} <= d.keys())'
+	[vmstats]='isinstance(d, list) and len(d) == 1 and all({"vm", "vm_id", "sessions", "batches", "batch_ops", "grace_periods", "route_fence", "route_invalidate", "route_none", "dry_runs", "dry_runs_rejected", "ring_calls", "ring_entries", "events_sent", "events_suppressed"} <= v.keys() and set(v["rejected"]) == {"EINVAL", "EEXIST", "ENOENT", "ENOMEM", "EFAULT", "EOPNOTSUPP", "EMSGSIZE", "EINTR", "other"} and len(v["latency_us"]) == 24 and sum(b["commits"] for b in v["latency_us"]) == v["batches"] and v["latency_us"][-1]["to"] is None and "no_ring" in v["ring_stops"] for v in d)'
+	[vms]='isinstance(d, list) and len(d) > 0 and all({"vm", "vm_id", "sessions", "batches", "rejected", "latency_us", "ring_stops"} <= v.keys() for v in d)'
 )
 
 while IFS= read -r line; do
@@ -45,7 +47,7 @@ while IFS= read -r line; do
 	fi
 done < <(grep -a '# kvmas-json ' "$log")
 
-for k in caps stats sessions monitor; do
+for k in caps stats sessions monitor vmstats vms; do
 	if [ -n "${seen[$k]:-}" ]; then
 		ok "the guest published $k"
 	else

@@ -2,7 +2,7 @@
 /*
  * kvmas: operator tool for the kvm_atomic_slots module.
  *
- * "caps" talks to /dev/kvm-atomic-slots through libkvmas; "stats",
+ * "caps" talks to /dev/kvm-atomic-slots through libkvmas; "stats", "vms",
  * "sessions" and "monitor" use the generic netlink family, which needs no
  * access to the device node.
  *
@@ -30,6 +30,9 @@
 
 /* --json: machine-readable output of the read commands (caps, stats, ...). */
 static int json;
+
+/* Where the read commands print: stdout, or a dump's buffer (genl_dump()). */
+static FILE *out;
 
 /* A bogus nr_caps from the module must not make us probe for ever. */
 #define MAX_PROBED_CAPS 64
@@ -71,18 +74,18 @@ static int take_json(int argc, char **argv)
 /* A JSON string: quotes, backslashes and control characters escaped. */
 static void json_str(const char *s)
 {
-	putchar('"');
+	fputc('"', out);
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 
 		if (c == '"' || c == '\\')
-			printf("\\%c", c);
+			fprintf(out, "\\%c", c);
 		else if (c < 0x20)
-			printf("\\u%04x", c);
+			fprintf(out, "\\u%04x", c);
 		else
-			putchar(c);
+			fputc(c, out);
 	}
-	putchar('"');
+	fputc('"', out);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -203,6 +206,37 @@ static struct nla_policy kvmas_policy[KVMAS_NL_A_MAX + 1] = {
 	[KVMAS_NL_A_STAT_BATCH_OPS] = { .type = NLA_U64 },
 	[KVMAS_NL_A_STAT_RING_RESETS] = { .type = NLA_U64 },
 	[KVMAS_NL_A_STAT_RING_ENTRIES] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_ID] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_SESSIONS] = { .type = NLA_U32 },
+	[KVMAS_NL_A_VM_BATCHES] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_BATCH_OPS] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_GRACE_PERIODS] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_ROUTE_FENCE] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_ROUTE_INVALIDATE] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_ROUTE_NONE] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_DIRTY_PAGES] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_DRY_RUNS] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_DRY_RUNS_REJECTED] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_REJECTED] = { .type = NLA_NESTED },
+	[KVMAS_NL_A_VM_LATENCY] = { .type = NLA_NESTED },
+	[KVMAS_NL_A_VM_LATENCY_SUM_NS] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_LATENCY_MAX_NS] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_RING_CALLS] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_RING_ENTRIES] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_RING_INVALID] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_RING_STOPS] = { .type = NLA_NESTED },
+	[KVMAS_NL_A_VM_RING_TLB_FLUSHES] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_EVENTS_SENT] = { .type = NLA_U64 },
+	[KVMAS_NL_A_VM_EVENTS_SUPPRESSED] = { .type = NLA_U64 },
+	[KVMAS_NL_A_EVENT_ERRNO] = { .type = NLA_U32 },
+	[KVMAS_NL_A_EVENT_ERROR_INDEX] = { .type = NLA_U32 },
+	[KVMAS_NL_A_EVENT_NR_OPS] = { .type = NLA_U32 },
+	[KVMAS_NL_A_EVENT_BATCH_FLAGS] = { .type = NLA_U32 },
+	[KVMAS_NL_A_EVENT_VCPU_ID] = { .type = NLA_U32 },
+	[KVMAS_NL_A_EVENT_STOP_REASON] = { .type = NLA_U32 },
+	[KVMAS_NL_A_EVENT_RING_VCPUS] = { .type = NLA_U32 },
+	[KVMAS_NL_A_EVENT_RING_INVALID] = { .type = NLA_U32 },
+	[KVMAS_NL_A_EVENT_SUPPRESSED] = { .type = NLA_U64 },
 };
 
 static void genl_close(struct genl *g)
@@ -262,6 +296,7 @@ err:
 struct req_state {
 	int done;
 	int err; /* -errno reported by the kernel */
+	int intr; /* a dump part carried NLM_F_DUMP_INTR */
 	char extack[256]; /* NLMSGERR_ATTR_MSG, if any */
 };
 
@@ -334,11 +369,29 @@ static int finish_cb(struct nl_msg *msg, void *arg)
 }
 
 /*
+ * The list changed between two parts of a dump (the module flags the parts
+ * after the change, or NLMSG_DONE): noted, and the messages still used.
+ */
+static int dump_intr_cb(struct nl_msg *msg, void *arg)
+{
+	struct req_state *st = arg;
+
+	(void)msg;
+	st->intr = 1;
+	return NL_OK;
+}
+
+/* Adds the request's attributes (a dump's filter); 0 or a libnl error. */
+typedef int (*req_attrs_fn)(struct nl_msg *msg, void *arg);
+
+/*
  * Sends @cmd and feeds every reply to @valid. Reports failures itself,
- * the kernel's explanation included. Returns 0 or -1.
+ * the kernel's explanation included. Returns 0 or -1; *@intr (if given)
+ * says whether a dump was interrupted by a change.
  */
 static int genl_request(struct genl *g, const char *what, uint8_t cmd,
-			int flags, nl_recvmsg_msg_cb_t valid, void *arg)
+			int flags, req_attrs_fn attrs, void *attrs_arg,
+			nl_recvmsg_msg_cb_t valid, void *arg, int *intr)
 {
 	struct req_state st = { 0 };
 	struct nl_msg *msg;
@@ -349,13 +402,15 @@ static int genl_request(struct genl *g, const char *what, uint8_t cmd,
 	cb = nl_cb_alloc(NL_CB_DEFAULT);
 	if (!msg || !cb ||
 	    !genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, g->family, 0, flags,
-			 cmd, KVMAS_GENL_VERSION)) {
+			 cmd, KVMAS_GENL_VERSION) ||
+	    (attrs && attrs(msg, attrs_arg) < 0)) {
 		fprintf(stderr, "kvmas: out of memory\n");
 		goto out;
 	}
 	nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, valid, arg);
 	nl_cb_set(cb, NL_CB_ACK, NL_CB_CUSTOM, ack_cb, &st);
 	nl_cb_set(cb, NL_CB_FINISH, NL_CB_CUSTOM, finish_cb, &st);
+	nl_cb_set(cb, NL_CB_DUMP_INTR, NL_CB_CUSTOM, dump_intr_cb, &st);
 	nl_cb_err(cb, NL_CB_CUSTOM, error_cb, &st);
 
 	ret = nl_send_auto(g->sk, msg);
@@ -378,6 +433,8 @@ static int genl_request(struct genl *g, const char *what, uint8_t cmd,
 		fprintf(stderr, "kvmas: %s: %s\n", what, strerror(-st.err));
 	if (st.extack[0])
 		fprintf(stderr, "kernel says: %s\n", st.extack);
+	if (intr)
+		*intr = st.intr;
 	ret = st.err ? -1 : 0;
 out:
 	nl_cb_put(cb);
@@ -397,8 +454,67 @@ static int parse(struct nl_msg *msg, struct nlattr **tb)
 	return ret;
 }
 
+/*
+ * A dump whose output is kept until it is complete: printed only if the
+ * request succeeded (a failure prints nothing on standard output), and
+ * taken again if the module says the list changed while it was sent, so
+ * that what is printed is one consistent listing when it can be had.
+ */
+struct dump {
+	const char *what;
+	uint8_t cmd;
+	req_attrs_fn attrs;
+	void *attrs_arg;
+	void (*begin)(struct dump *d); /* header, "[" */
+	nl_recvmsg_msg_cb_t valid; /* gets the struct dump */
+	void (*end)(struct dump *d); /* "]" */
+	unsigned long nr; /* messages so far (0 again on each try) */
+};
+
+#define DUMP_TRIES 5
+
+static int genl_dump(struct genl *g, struct dump *d)
+{
+	int ret = -1, intr = 1, try;
+	FILE *saved = out;
+	char *buf = NULL;
+	size_t len = 0;
+
+	for (try = 0; try < DUMP_TRIES && intr; try++) {
+		free(buf);
+		buf = NULL;
+		out = open_memstream(&buf, &len);
+		if (!out) {
+			out = saved;
+			fprintf(stderr, "kvmas: out of memory\n");
+			return -1;
+		}
+		d->nr = 0;
+		if (d->begin)
+			d->begin(d);
+		ret = genl_request(g, d->what, d->cmd, NLM_F_DUMP, d->attrs,
+				   d->attrs_arg, d->valid, d, &intr);
+		if (!ret && d->end)
+			d->end(d);
+		fclose(out);
+		out = saved;
+		if (ret)
+			break;
+	}
+	if (!ret) {
+		fwrite(buf, 1, len, out);
+		fflush(out);
+		if (intr)
+			fprintf(stderr,
+				"kvmas: warning: %s: the list kept changing during %d dumps; this one may be inconsistent\n",
+				d->what, DUMP_TRIES);
+	}
+	free(buf);
+	return ret;
+}
+
 /* ---------------------------------------------------------------------- */
-/* stats, sessions, monitor                                               */
+/* stats, sessions, vms, monitor                                          */
 
 static const struct {
 	int attr;
@@ -416,6 +532,22 @@ static const struct {
 	{ KVMAS_NL_A_STAT_RING_ENTRIES, "ring_entries" },
 };
 
+/* Attributes a newer or older module leaves out print as "-". */
+static const char *fmt_u64(char *buf, size_t len, uint64_t v, int have)
+{
+	if (!have)
+		return "-";
+	snprintf(buf, len, "%" PRIu64, v);
+	return buf;
+}
+
+/* A counter whose width the policy fixed. */
+static uint64_t get_uint(int attr, const struct nlattr *a)
+{
+	return kvmas_policy[attr].type == NLA_U32 ? nla_get_u32(a) :
+						    nla_get_u64(a);
+}
+
 static int stats_cb(struct nl_msg *msg, void *arg)
 {
 	struct nlattr *tb[KVMAS_NL_A_MAX + 1];
@@ -426,33 +558,408 @@ static int stats_cb(struct nl_msg *msg, void *arg)
 	if (parse(msg, tb) < 0)
 		return NL_SKIP;
 	if (json)
-		putchar('{');
+		fputc('{', out);
 	for (i = 0; i < ARRAY_SIZE(stat_names); i++) {
 		const struct nlattr *a = tb[stat_names[i].attr];
 		uint64_t v;
 
 		if (!a)
 			continue;
-		/* The policy fixed each counter's width. */
-		if (kvmas_policy[stat_names[i].attr].type == NLA_U32)
-			v = nla_get_u32(a);
-		else
-			v = nla_get_u64(a);
+		v = get_uint(stat_names[i].attr, a);
 		if (json) {
-			printf("%s\"%s\": %" PRIu64, sep, stat_names[i].name,
-			       v);
+			fprintf(out, "%s\"%s\": %" PRIu64, sep,
+				stat_names[i].name, v);
 			sep = ", ";
 		} else {
-			printf("%-16s %" PRIu64 "\n", stat_names[i].name, v);
+			fprintf(out, "%-16s %" PRIu64 "\n", stat_names[i].name,
+				v);
 		}
 	}
 	if (json)
-		printf("}\n");
+		fprintf(out, "}\n");
 	return NL_OK;
+}
+
+/* What --vm names: KVM's name, a session id or (vm:N) the module's VM id. */
+struct vm_filter {
+	int attr;
+	uint64_t id;
+	const char *name;
+};
+
+static int parse_vm_filter(const char *s, struct vm_filter *f)
+{
+	char *end;
+
+	memset(f, 0, sizeof(*f));
+	if (!*s)
+		return -1;
+	if (*s >= '0' && *s <= '9') {
+		errno = 0;
+		f->id = strtoull(s, &end, 10);
+		f->attr = KVMAS_NL_A_SESSION_ID;
+		return errno || *end ? -1 : 0;
+	}
+	if (!strncmp(s, "vm:", 3) && s[3] >= '0' && s[3] <= '9') {
+		errno = 0;
+		f->id = strtoull(s + 3, &end, 10);
+		f->attr = KVMAS_NL_A_VM_ID;
+		return errno || *end ? -1 : 0;
+	}
+	f->attr = KVMAS_NL_A_SESSION_VM_STATS_ID;
+	f->name = s;
+	return 0;
+}
+
+static int vm_filter_attrs(struct nl_msg *msg, void *arg)
+{
+	const struct vm_filter *f = arg;
+
+	if (f->attr == KVMAS_NL_A_SESSION_VM_STATS_ID)
+		return nla_put_string(msg, f->attr, f->name);
+	return nla_put_u64(msg, f->attr, f->id);
+}
+
+/* Per-VM scalar counters, in the order printed. */
+static const struct {
+	int attr;
+	const char *name;
+} vm_stat_names[] = {
+	{ KVMAS_NL_A_VM_SESSIONS, "sessions" },
+	{ KVMAS_NL_A_VM_BATCHES, "batches" },
+	{ KVMAS_NL_A_VM_BATCH_OPS, "batch_ops" },
+	{ KVMAS_NL_A_VM_GRACE_PERIODS, "grace_periods" },
+	{ KVMAS_NL_A_VM_ROUTE_FENCE, "route_fence" },
+	{ KVMAS_NL_A_VM_ROUTE_INVALIDATE, "route_invalidate" },
+	{ KVMAS_NL_A_VM_ROUTE_NONE, "route_none" },
+	{ KVMAS_NL_A_VM_DIRTY_PAGES, "dirty_pages" },
+	{ KVMAS_NL_A_VM_DRY_RUNS, "dry_runs" },
+	{ KVMAS_NL_A_VM_DRY_RUNS_REJECTED, "dry_runs_rejected" },
+	{ KVMAS_NL_A_VM_LATENCY_SUM_NS, "latency_sum_ns" },
+	{ KVMAS_NL_A_VM_LATENCY_MAX_NS, "latency_max_ns" },
+	{ KVMAS_NL_A_VM_RING_CALLS, "ring_calls" },
+	{ KVMAS_NL_A_VM_RING_ENTRIES, "ring_entries" },
+	{ KVMAS_NL_A_VM_RING_INVALID, "ring_invalid" },
+	{ KVMAS_NL_A_VM_RING_TLB_FLUSHES, "ring_tlb_flushes" },
+	{ KVMAS_NL_A_VM_EVENTS_SENT, "events_sent" },
+	{ KVMAS_NL_A_VM_EVENTS_SUPPRESSED, "events_suppressed" },
+};
+
+static const char *const reject_names[KVMAS_NL_REJECT_MAX + 1] = {
+	[KVMAS_NL_REJECT_EINVAL] = "EINVAL",
+	[KVMAS_NL_REJECT_EEXIST] = "EEXIST",
+	[KVMAS_NL_REJECT_ENOENT] = "ENOENT",
+	[KVMAS_NL_REJECT_ENOMEM] = "ENOMEM",
+	[KVMAS_NL_REJECT_EFAULT] = "EFAULT",
+	[KVMAS_NL_REJECT_EOPNOTSUPP] = "EOPNOTSUPP",
+	[KVMAS_NL_REJECT_EMSGSIZE] = "EMSGSIZE",
+	[KVMAS_NL_REJECT_EINTR] = "EINTR",
+	[KVMAS_NL_REJECT_OTHER] = "other",
+};
+
+static const char *const stop_names[] = {
+	[KVMAS_RING_STOP_BOUNDARY] = "boundary",
+	[KVMAS_RING_STOP_NOT_COLLECTED] = "not_collected",
+	[KVMAS_RING_STOP_INVALID] = "invalid",
+	[KVMAS_RING_STOP_PRODUCER] = "producer",
+	[KVMAS_RING_STOP_BOUND] = "bound",
+	[KVMAS_RING_STOP_SIGNAL] = "signal",
+	[KVMAS_RING_STOP_NO_RING] = "no_ring",
+};
+
+/* A name from @names, or "@prefix<N>" for a value newer than the tool. */
+static const char *enum_name(const char *const *names, size_t n, unsigned int v,
+			     const char *prefix, char *buf, size_t len)
+{
+	if (v < n && names[v])
+		return names[v];
+	snprintf(buf, len, "%s%u", prefix, v);
+	return buf;
+}
+
+/* A nest of u64 counters keyed by type (REJECTED, RING_STOPS). */
+static void print_counter_nest(const struct nlattr *nest, const char *prefix,
+			       const char *const *names, size_t n,
+			       const char *json_key, const char **sep)
+{
+	const char *jsep = "";
+	struct nlattr *a;
+	char buf[32];
+	uint64_t total = 0;
+	int rem;
+
+	if (!nest)
+		return;
+	if (json)
+		fprintf(out, "%s\"%s\": {", *sep, json_key);
+	nla_for_each_nested(a, nest, rem) {
+		const char *name;
+
+		if (nla_len(a) < (int)sizeof(uint64_t))
+			continue;
+		name = enum_name(names, n, nla_type(a), "type", buf,
+				 sizeof(buf));
+		total += nla_get_u64(a);
+		if (json) {
+			fprintf(out, "%s\"%s\": %" PRIu64, jsep, name,
+				nla_get_u64(a));
+			jsep = ", ";
+		} else {
+			char key[64];
+
+			snprintf(key, sizeof(key), "%s_%s", prefix, name);
+			fprintf(out, "%-24s %" PRIu64 "\n", key,
+				nla_get_u64(a));
+		}
+	}
+	if (json) {
+		fputc('}', out);
+		*sep = ", ";
+	} else if (!strcmp(prefix, "rejected")) {
+		fprintf(out, "%-24s %" PRIu64 "\n", "rejected_total", total);
+	}
+}
+
+/* Bucket b (1-based): [0, 1) us for b = 1, else [2^(b-2), 2^(b-1)). */
+static void bucket_range(unsigned int b, uint64_t *lo, uint64_t *hi)
+{
+	*lo = b <= 1 ? 0 : 1ULL << (b - 2);
+	*hi = 1ULL << (b - 1);
+}
+
+static void print_latency(const struct nlattr *nest, const char **sep)
+{
+	const char *jsep = "";
+	struct nlattr *a;
+	uint64_t lo, hi, total = 0;
+	unsigned int b, last = 0;
+	int rem, printed = 0;
+
+	if (!nest)
+		return;
+	nla_for_each_nested(a, nest, rem)
+		if ((unsigned int)nla_type(a) > last)
+			last = nla_type(a);
+	if (json)
+		fprintf(out, "%s\"latency_us\": [", *sep);
+	else
+		fprintf(out, "%-24s %s\n", "latency_us", "commits");
+	nla_for_each_nested(a, nest, rem) {
+		uint64_t v;
+
+		b = nla_type(a);
+		if (!b || b > 64 || nla_len(a) < (int)sizeof(uint64_t))
+			continue;
+		v = nla_get_u64(a);
+		total += v;
+		bucket_range(b, &lo, &hi);
+		if (json) {
+			fprintf(out, "%s{\"from\": %" PRIu64 ", \"to\": ", jsep,
+				lo);
+			if (b == last)
+				fprintf(out, "null");
+			else
+				fprintf(out, "%" PRIu64, hi);
+			fprintf(out, ", \"commits\": %" PRIu64 "}", v);
+			jsep = ", ";
+		} else if (v) {
+			char range[48];
+
+			if (b == last)
+				snprintf(range, sizeof(range),
+					 "  [%" PRIu64 ", inf)", lo);
+			else
+				snprintf(range, sizeof(range),
+					 "  [%" PRIu64 ", %" PRIu64 ")", lo,
+					 hi);
+			fprintf(out, "%-24s %" PRIu64 "\n", range, v);
+			printed = 1;
+		}
+	}
+	if (json) {
+		fputc(']', out);
+		*sep = ", ";
+	} else if (!printed) {
+		fprintf(out, "  (no commits)\n");
+	}
+	(void)total;
+}
+
+/* One VM's counters: "name value" lines, or one JSON object. */
+static int vm_cb(struct nl_msg *msg, void *arg)
+{
+	struct nlattr *tb[KVMAS_NL_A_MAX + 1];
+	struct dump *d = arg;
+	const char *sep = "";
+	const char *name;
+	size_t i;
+
+	if (parse(msg, tb) < 0)
+		return NL_SKIP;
+	name = tb[KVMAS_NL_A_SESSION_VM_STATS_ID] ?
+		       nla_get_string(tb[KVMAS_NL_A_SESSION_VM_STATS_ID]) :
+		       NULL;
+	if (json) {
+		fprintf(out, "%s{\"vm\": ", d->nr ? ",\n  " : "\n  ");
+		if (name)
+			json_str(name);
+		else
+			fprintf(out, "null");
+		sep = ", ";
+		if (tb[KVMAS_NL_A_VM_ID])
+			fprintf(out, ", \"vm_id\": %" PRIu64,
+				nla_get_u64(tb[KVMAS_NL_A_VM_ID]));
+	} else {
+		if (d->nr)
+			fputc('\n', out);
+		fprintf(out, "%-24s %s\n", "vm", name ? name : "-");
+		if (tb[KVMAS_NL_A_VM_ID])
+			fprintf(out, "%-24s %" PRIu64 "\n", "vm_id",
+				nla_get_u64(tb[KVMAS_NL_A_VM_ID]));
+	}
+	d->nr++;
+	for (i = 0; i < ARRAY_SIZE(vm_stat_names); i++) {
+		const struct nlattr *a = tb[vm_stat_names[i].attr];
+		uint64_t v;
+
+		if (!a)
+			continue;
+		v = get_uint(vm_stat_names[i].attr, a);
+		if (json)
+			fprintf(out, "%s\"%s\": %" PRIu64, sep,
+				vm_stat_names[i].name, v);
+		else
+			fprintf(out, "%-24s %" PRIu64 "\n",
+				vm_stat_names[i].name, v);
+	}
+	print_counter_nest(tb[KVMAS_NL_A_VM_REJECTED], "rejected", reject_names,
+			   ARRAY_SIZE(reject_names), "rejected", &sep);
+	print_counter_nest(tb[KVMAS_NL_A_VM_RING_STOPS], "ring_stop",
+			   stop_names, ARRAY_SIZE(stop_names), "ring_stops",
+			   &sep);
+	print_latency(tb[KVMAS_NL_A_VM_LATENCY], &sep);
+	if (json)
+		fputc('}', out);
+	return NL_OK;
+}
+
+static void json_array_begin(struct dump *d)
+{
+	(void)d;
+	if (json)
+		fputc('[', out);
+}
+
+static void json_array_end(struct dump *d)
+{
+	if (json)
+		fprintf(out, "%s]\n", d->nr ? "\n" : "");
 }
 
 static int cmd_stats(int argc, char **argv)
 {
+	struct vm_filter f;
+	const char *vm = NULL;
+	char what[96];
+	struct genl g;
+	int ret, i;
+
+	argc = take_json(argc, argv);
+	for (i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--vm")) {
+			if (i + 1 >= argc)
+				return usage_error("--vm needs an argument",
+						   NULL);
+			vm = argv[++i];
+			if (parse_vm_filter(vm, &f))
+				return usage_error("bad VM", vm);
+		} else {
+			return usage_error("unexpected argument", argv[i]);
+		}
+	}
+	if (genl_open(&g))
+		return 1;
+	if (vm) {
+		struct dump d = {
+			.what = what,
+			.cmd = KVMAS_NL_CMD_GET_VMS,
+			.attrs = vm_filter_attrs,
+			.attrs_arg = &f,
+			.begin = json_array_begin,
+			.valid = vm_cb,
+			.end = json_array_end,
+		};
+
+		snprintf(what, sizeof(what), "stats --vm %s", vm);
+		ret = genl_dump(&g, &d);
+	} else {
+		ret = genl_request(&g, "GET_STATS", KVMAS_NL_CMD_GET_STATS, 0,
+				   NULL, NULL, stats_cb, NULL, NULL);
+	}
+	genl_close(&g);
+	return ret ? 1 : 0;
+}
+
+/* `kvmas vms`: one line per VM, or the full objects with --json. */
+static int vms_line_cb(struct nl_msg *msg, void *arg)
+{
+	struct nlattr *tb[KVMAS_NL_A_MAX + 1];
+	uint64_t rejected = 0;
+	struct nlattr *a;
+	char c[6][24];
+	int rem, i;
+	static const int cols[] = {
+		KVMAS_NL_A_VM_ID,	    KVMAS_NL_A_VM_SESSIONS,
+		KVMAS_NL_A_VM_BATCHES,	    KVMAS_NL_A_VM_RING_CALLS,
+		KVMAS_NL_A_VM_RING_ENTRIES,
+	};
+
+	if (json)
+		return vm_cb(msg, arg);
+	if (parse(msg, tb) < 0)
+		return NL_SKIP;
+	for (i = 0; i < (int)ARRAY_SIZE(cols); i++) {
+		if (tb[cols[i]])
+			snprintf(c[i], sizeof(c[i]), "%" PRIu64,
+				 get_uint(cols[i], tb[cols[i]]));
+		else
+			strcpy(c[i], "-");
+	}
+	strcpy(c[5], "-");
+	if (tb[KVMAS_NL_A_VM_REJECTED]) {
+		nla_for_each_nested(a, tb[KVMAS_NL_A_VM_REJECTED], rem)
+			if (nla_len(a) >= (int)sizeof(uint64_t))
+				rejected += nla_get_u64(a);
+		snprintf(c[5], sizeof(c[5]), "%" PRIu64, rejected);
+	}
+	fprintf(out, "%-8s %-16s %-8s %-10s %-10s %-10s %s\n", c[0],
+		tb[KVMAS_NL_A_SESSION_VM_STATS_ID] ?
+			nla_get_string(tb[KVMAS_NL_A_SESSION_VM_STATS_ID]) :
+			"-",
+		c[1], c[2], c[5], c[3], c[4]);
+	((struct dump *)arg)->nr++;
+	return NL_OK;
+}
+
+static void vms_begin(struct dump *d)
+{
+	if (json)
+		json_array_begin(d);
+	else
+		fprintf(out, "%-8s %-16s %-8s %-10s %-10s %-10s %s\n", "VM_ID",
+			"VM", "SESSIONS", "BATCHES", "REJECTED", "RING_CALLS",
+			"RING_ENTRIES");
+}
+
+static int cmd_vms(int argc, char **argv)
+{
+	struct dump d = {
+		.what = "GET_VMS",
+		.cmd = KVMAS_NL_CMD_GET_VMS,
+		.begin = vms_begin,
+		.valid = vms_line_cb,
+		.end = json_array_end,
+	};
 	struct genl g;
 	int ret;
 
@@ -461,15 +968,14 @@ static int cmd_stats(int argc, char **argv)
 		return usage_error("unexpected argument", argv[0]);
 	if (genl_open(&g))
 		return 1;
-	ret = genl_request(&g, "GET_STATS", KVMAS_NL_CMD_GET_STATS, 0, stats_cb,
-			   NULL);
+	ret = genl_dump(&g, &d);
 	genl_close(&g);
 	return ret ? 1 : 0;
 }
 
 struct session {
-	int has_id, has_pid;
-	uint64_t id;
+	int has_id, has_pid, has_vm_id;
+	uint64_t id, vm_id;
 	uint32_t pid;
 	int attached, has_vm;
 	const char *vm;
@@ -486,6 +992,10 @@ static void get_session(struct nlattr **tb, struct session *s)
 		s->has_pid = 1;
 		s->pid = nla_get_u32(tb[KVMAS_NL_A_SESSION_PID]);
 	}
+	if (tb[KVMAS_NL_A_VM_ID]) {
+		s->has_vm_id = 1;
+		s->vm_id = nla_get_u64(tb[KVMAS_NL_A_VM_ID]);
+	}
 	s->attached = nla_get_flag(tb[KVMAS_NL_A_SESSION_ATTACHED]);
 	s->has_vm = !!tb[KVMAS_NL_A_SESSION_VM_STATS_ID];
 	s->vm = tb[KVMAS_NL_A_SESSION_VM_STATS_ID] ?
@@ -493,58 +1003,72 @@ static void get_session(struct nlattr **tb, struct session *s)
 			"-";
 }
 
-/* Attributes a newer or older module leaves out print as "-". */
-static const char *fmt_u64(char *buf, size_t len, uint64_t v, int have)
-{
-	if (!have)
-		return "-";
-	snprintf(buf, len, "%" PRIu64, v);
-	return buf;
-}
-
 /* The fields of a session as JSON members; absent ones are null. */
 static void json_session(const struct session *s)
 {
 	if (s->has_id)
-		printf("\"id\": %" PRIu64, s->id);
+		fprintf(out, "\"id\": %" PRIu64, s->id);
 	else
-		printf("\"id\": null");
+		fprintf(out, "\"id\": null");
 	if (s->has_pid)
-		printf(", \"pid\": %" PRIu32, s->pid);
+		fprintf(out, ", \"pid\": %" PRIu32, s->pid);
 	else
-		printf(", \"pid\": null");
-	printf(", \"attached\": %s, \"vm\": ", s->attached ? "true" : "false");
+		fprintf(out, ", \"pid\": null");
+	fprintf(out,
+		", \"attached\": %s, \"vm\": ", s->attached ? "true" : "false");
 	if (s->has_vm)
 		json_str(s->vm);
 	else
-		printf("null");
+		fprintf(out, "null");
+	if (s->has_vm_id)
+		fprintf(out, ", \"vm_id\": %" PRIu64, s->vm_id);
+	else
+		fprintf(out, ", \"vm_id\": null");
 }
 
 static int sessions_cb(struct nl_msg *msg, void *arg)
 {
 	struct nlattr *tb[KVMAS_NL_A_MAX + 1];
-	char id[24], pid[24];
-	unsigned long *nr = arg;
+	char id[24], pid[24], vm_id[24];
+	struct dump *d = arg;
 	struct session s;
 
 	if (parse(msg, tb) < 0)
 		return NL_SKIP;
 	get_session(tb, &s);
 	if (json) {
-		printf("%s{", (*nr)++ ? ",\n  " : "\n  ");
+		fprintf(out, "%s{", d->nr++ ? ",\n  " : "\n  ");
 		json_session(&s);
-		putchar('}');
+		fputc('}', out);
 		return NL_OK;
 	}
-	printf("%-12s %-8s %-8s %s\n", fmt_u64(id, sizeof(id), s.id, s.has_id),
-	       fmt_u64(pid, sizeof(pid), s.pid, s.has_pid),
-	       s.attached ? "yes" : "no", s.vm);
+	d->nr++;
+	fprintf(out, "%-12s %-8s %-8s %-16s %s\n",
+		fmt_u64(id, sizeof(id), s.id, s.has_id),
+		fmt_u64(pid, sizeof(pid), s.pid, s.has_pid),
+		s.attached ? "yes" : "no", s.vm,
+		fmt_u64(vm_id, sizeof(vm_id), s.vm_id, s.has_vm_id));
 	return NL_OK;
+}
+
+static void sessions_begin(struct dump *d)
+{
+	if (json)
+		json_array_begin(d);
+	else
+		fprintf(out, "%-12s %-8s %-8s %-16s %s\n", "ID", "PID",
+			"ATTACHED", "VM", "VM_ID");
 }
 
 static int cmd_sessions(int argc, char **argv)
 {
-	unsigned long nr = 0;
+	struct dump d = {
+		.what = "GET_SESSIONS",
+		.cmd = KVMAS_NL_CMD_GET_SESSIONS,
+		.begin = sessions_begin,
+		.valid = sessions_cb,
+		.end = json_array_end,
+	};
 	struct genl g;
 	int ret;
 
@@ -553,15 +1077,7 @@ static int cmd_sessions(int argc, char **argv)
 		return usage_error("unexpected argument", argv[0]);
 	if (genl_open(&g))
 		return 1;
-	/* JSON: one array, opened once the dump is known to start. */
-	if (json)
-		putchar('[');
-	else
-		printf("%-12s %-8s %-8s %s\n", "ID", "PID", "ATTACHED", "VM");
-	ret = genl_request(&g, "GET_SESSIONS", KVMAS_NL_CMD_GET_SESSIONS,
-			   NLM_F_DUMP, sessions_cb, &nr);
-	if (json)
-		printf("%s]\n", nr ? "\n" : "");
+	ret = genl_dump(&g, &d);
 	genl_close(&g);
 	return ret ? 1 : 0;
 }
@@ -577,6 +1093,106 @@ struct monitor {
 	unsigned long seen;
 	unsigned long count; /* 0: for ever */
 };
+
+static const char *const event_names[] = {
+	[KVMAS_NL_EVENT_ATTACH] = "attach",
+	[KVMAS_NL_EVENT_DETACH] = "detach",
+	[KVMAS_NL_EVENT_BATCH_REJECTED] = "batch_rejected",
+	[KVMAS_NL_EVENT_RING_ANOMALY] = "ring_anomaly",
+};
+
+/* An event's detail attributes (rejected batches, ring anomalies). */
+static const struct {
+	int attr;
+	const char *name;
+} event_details[] = {
+	{ KVMAS_NL_A_EVENT_ERROR_INDEX, "error_index" },
+	{ KVMAS_NL_A_EVENT_NR_OPS, "nr_ops" },
+	{ KVMAS_NL_A_EVENT_BATCH_FLAGS, "flags" },
+	{ KVMAS_NL_A_EVENT_VCPU_ID, "vcpu" },
+	{ KVMAS_NL_A_EVENT_RING_VCPUS, "vcpus" },
+	{ KVMAS_NL_A_EVENT_RING_INVALID, "invalid_entries" },
+	{ KVMAS_NL_A_EVENT_SUPPRESSED, "suppressed" },
+};
+
+/* The symbolic name of an errno a command of the module returns, or NULL. */
+static const char *errno_name(int e)
+{
+	static const struct {
+		int e;
+		const char *name;
+	} names[] = {
+		{ EPERM, "EPERM" },	  { ENOENT, "ENOENT" },
+		{ EINTR, "EINTR" },	  { EIO, "EIO" },
+		{ ENXIO, "ENXIO" },	  { E2BIG, "E2BIG" },
+		{ EBADF, "EBADF" },	  { ENOMEM, "ENOMEM" },
+		{ EFAULT, "EFAULT" },	  { EBUSY, "EBUSY" },
+		{ EEXIST, "EEXIST" },	  { ENODEV, "ENODEV" },
+		{ EINVAL, "EINVAL" },	  { ENOTTY, "ENOTTY" },
+		{ EMSGSIZE, "EMSGSIZE" }, { EOPNOTSUPP, "EOPNOTSUPP" },
+		{ ENOTCONN, "ENOTCONN" },
+	};
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(names); i++)
+		if (names[i].e == e)
+			return names[i].name;
+	return NULL;
+}
+
+static void print_event_details(struct nlattr **tb)
+{
+	char buf[32];
+	size_t i;
+
+	if (tb[KVMAS_NL_A_EVENT_ERRNO]) {
+		uint32_t e = nla_get_u32(tb[KVMAS_NL_A_EVENT_ERRNO]);
+		const char *name = errno_name((int)e);
+
+		if (json) {
+			fprintf(out,
+				", \"errno\": %" PRIu32 ", \"error\": ", e);
+			if (name)
+				json_str(name);
+			else
+				fprintf(out, "null");
+		} else {
+			fprintf(out, " errno %s (%s)", name ? name : "?",
+				strerror((int)e));
+		}
+	}
+	if (tb[KVMAS_NL_A_EVENT_STOP_REASON]) {
+		uint32_t r = nla_get_u32(tb[KVMAS_NL_A_EVENT_STOP_REASON]);
+		const char *name = enum_name(stop_names, ARRAY_SIZE(stop_names),
+					     r, "stop", buf, sizeof(buf));
+
+		if (json) {
+			fprintf(out, ", \"stop_reason\": ");
+			json_str(name);
+		} else {
+			fprintf(out, " stop %s", name);
+		}
+	}
+	for (i = 0; i < ARRAY_SIZE(event_details); i++) {
+		const struct nlattr *a = tb[event_details[i].attr];
+		int64_t v;
+
+		if (!a)
+			continue;
+		if (event_details[i].attr == KVMAS_NL_A_EVENT_ERROR_INDEX)
+			v = (int32_t)nla_get_u32(a);
+		else
+			v = (int64_t)get_uint(event_details[i].attr, a);
+		if (json)
+			fprintf(out, ", \"%s\": %" PRId64,
+				event_details[i].name, v);
+		else if (event_details[i].attr == KVMAS_NL_A_EVENT_BATCH_FLAGS)
+			fprintf(out, " %s 0x%" PRIx64, event_details[i].name,
+				(uint64_t)v);
+		else
+			fprintf(out, " %s %" PRId64, event_details[i].name, v);
+	}
+}
 
 static int event_cb(struct nl_msg *msg, void *arg)
 {
@@ -594,26 +1210,23 @@ static int event_cb(struct nl_msg *msg, void *arg)
 	type = tb[KVMAS_NL_A_EVENT_TYPE] ?
 		       nla_get_u32(tb[KVMAS_NL_A_EVENT_TYPE]) :
 		       0;
+	name = enum_name(event_names, ARRAY_SIZE(event_names), type, "event",
+			 ev, sizeof(ev));
 
-	if (type == KVMAS_NL_EVENT_ATTACH) {
-		name = "attach";
-	} else if (type == KVMAS_NL_EVENT_DETACH) {
-		name = "detach";
-	} else {
-		snprintf(ev, sizeof(ev), "event%" PRIu32, type);
-		name = ev;
-	}
 	if (json) {
 		/* One object per line: a stream of JSON documents. */
-		printf("{\"event\": ");
+		fprintf(out, "{\"event\": ");
 		json_str(name);
-		printf(", \"type\": %" PRIu32 ", ", type);
+		fprintf(out, ", \"type\": %" PRIu32 ", ", type);
 		json_session(&s);
-		printf("}\n");
+		print_event_details(tb);
+		fprintf(out, "}\n");
 	} else {
-		printf("%s session %s pid %s vm %s\n", name,
-		       fmt_u64(id, sizeof(id), s.id, s.has_id),
-		       fmt_u64(pid, sizeof(pid), s.pid, s.has_pid), s.vm);
+		fprintf(out, "%s session %s pid %s vm %s", name,
+			fmt_u64(id, sizeof(id), s.id, s.has_id),
+			fmt_u64(pid, sizeof(pid), s.pid, s.has_pid), s.vm);
+		print_event_details(tb);
+		fputc('\n', out);
 	}
 
 	if (m->count && ++m->seen >= m->count)
@@ -701,7 +1314,6 @@ static int cmd_monitor(int argc, char **argv)
 	genl_close(&g);
 	return ret < 0 ? 1 : 0;
 }
-
 /* ---------------------------------------------------------------------- */
 
 static int cmd_help(int argc, char **argv);
@@ -756,11 +1368,15 @@ static int cmd_unload(int argc, char **argv)
 static const struct cmd cmds[] = {
 	{ "caps", "[--json]", "API version and capabilities (device ioctls)",
 	  cmd_caps },
-	{ "stats", "[--json]", "module counters (generic netlink)", cmd_stats },
+	{ "stats", "[--vm ID] [--json]",
+	  "module counters, or one VM's (generic netlink)", cmd_stats },
 	{ "sessions", "[--json]", "open sessions: id, pid, attached, vm",
 	  cmd_sessions },
+	{ "vms", "[--json]", "VMs with a session attached, their counters",
+	  cmd_vms },
 	{ "monitor", "[--count N] [--json]",
-	  "print attach/detach events; stop after N", cmd_monitor },
+	  "print events (attach, detach, rejected batches, ring anomalies)",
+	  cmd_monitor },
 	{ "unload", "", "disable the livepatch, wait, remove the module",
 	  cmd_unload },
 	{ "help", "", "this text", cmd_help },
@@ -782,7 +1398,9 @@ static int cmd_help(int argc, char **argv)
 			 cmds[i].args[0] ? " " : "", cmds[i].args);
 		printf("  %-28s %s\n", left, cmds[i].help);
 	}
-	printf("\n--json prints one JSON document (monitor: one per event and line).\n"
+	printf("\n--vm ID names a VM by KVM's name (kvm-<pid>, every VM its thread created),\n"
+	       "by the id of a session attached to it, or as vm:N by the module's VM id.\n"
+	       "\n--json prints one JSON document (monitor: one per event and line).\n"
 	       "\nEnvironment:\n"
 	       "  KVMAS_DEVICE                 device node for 'caps' (default %s)\n",
 	       KVMAS_DEVICE_PATH);
@@ -795,6 +1413,7 @@ int main(int argc, char **argv)
 
 	/* Lines must reach a pipe as they happen (monitor, tests). */
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	out = stdout;
 
 	/* --json may also come before the command. */
 	while (argc >= 2 && !strcmp(argv[1], "--json")) {

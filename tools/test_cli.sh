@@ -51,7 +51,7 @@ check_quiet() {	# description, cmd...
 
 check "help exits 0" 0 "" "$KVMAS" help
 n=$((n + 1))
-if out=$("$KVMAS" help) && for c in caps stats sessions monitor help; do
+if out=$("$KVMAS" help) && for c in caps stats sessions vms monitor help; do
 	printf '%s\n' "$out" | grep -q "^  $c" || exit 1; done; then
 	pass=$((pass + 1)); echo "ok $n - help lists every command"
 else
@@ -62,6 +62,14 @@ check "unknown command is a usage error" 2 "unknown command 'frob'" \
 	"$KVMAS" frob
 check "stray argument is a usage error" 2 "unexpected argument 'x'" \
 	"$KVMAS" stats x
+check "stats --vm needs an argument" 2 "--vm needs an argument" \
+	"$KVMAS" stats --vm
+check "stats --vm rejects an empty VM" 2 "bad VM ''" "$KVMAS" stats --vm ""
+check "stats --vm rejects a bad session id" 2 "bad VM '12x'" \
+	"$KVMAS" stats --vm 12x
+check "stats --vm rejects a bad VM id" 2 "bad VM 'vm:1x'" \
+	"$KVMAS" stats --vm vm:1x
+check "vms takes no argument" 2 "unexpected argument 'x'" "$KVMAS" vms x
 check "monitor rejects --count 0" 2 "bad count '0'" "$KVMAS" monitor --count 0
 check "monitor rejects --count junk" 2 "bad count '3x'" \
 	"$KVMAS" monitor --count 3x
@@ -113,6 +121,8 @@ else
 	n=$((n + 1))
 	if [ "$(complete_words kvmas monitor --c)" = "--count" ] &&
 	   [ "$(complete_words kvmas --json sta)" = "stats" ] &&
+	   [ "$(complete_words kvmas stats --v)" = "--vm" ] &&
+	   [ "$(complete_words kvmas vms --j)" = "--json" ] &&
 	   [ -z "$(complete_words kvmas monitor --count "")" ]; then
 		pass=$((pass + 1)); echo "ok $n - completion of options and after --json"
 	else
@@ -123,13 +133,18 @@ fi
 # The family name comes from the uapi header; the wording is what matters.
 notloaded="module not loaded (no generic netlink family "
 if [ -d /sys/module/kvm_atomic_slots ]; then
-	for c in stats sessions monitor "stats --json" "sessions --json" \
-		"monitor --json"; do
+	for c in stats sessions vms "stats --vm" monitor "stats --json" \
+		"sessions --json" "monitor --json"; do
 		skip "$c without the module" "module is loaded"
 	done
 else
 	check "stats without the module" 1 "$notloaded" "$KVMAS" stats
 	check "sessions without the module" 1 "$notloaded" "$KVMAS" sessions
+	check "vms without the module" 1 "$notloaded" "$KVMAS" vms
+	check "stats --vm without the module" 1 "$notloaded" \
+		"$KVMAS" stats --vm kvm-1
+	check_quiet "stats --vm --json failure prints nothing on stdout" \
+		"$KVMAS" stats --vm kvm-1 --json
 	check "monitor without the module" 1 "$notloaded" \
 		"$KVMAS" monitor --count 1
 	check "stats --json without the module" 1 "$notloaded" \

@@ -789,11 +789,11 @@ TEST_F_TIMEOUT(nth, get_layout, 900)
 	munmap(c.mem, 3 * MiB);
 }
 
-/* ---- generic netlink: GET_STATS (doit), GET_SESSIONS (dumpit) ---------- */
+/* ---- generic netlink: GET_STATS (doit), GET_SESSIONS, GET_VMS (dumpit) -- */
 
 struct nl_ctx {
 	int vm, dev, sock;
-	int dump; /* GET_SESSIONS, else GET_STATS */
+	int dump; /* 1: GET_SESSIONS, 2: GET_VMS, 0: GET_STATS */
 	uint16_t family;
 	uint32_t seq;
 	unsigned int msgs; /* family messages the last call received */
@@ -911,7 +911,11 @@ static int nl_open(int *sock, uint16_t *family)
 	return r ?: (*family ? 0 : -ENOENT);
 }
 
-/* Counts the family's messages and the ones naming our process' session. */
+/*
+ * Counts the family's messages and the ones naming our process' session
+ * (GET_SESSIONS), or whole VM messages (GET_VMS: ours is the only VM, and
+ * KVM names it after the creating thread, not the process).
+ */
 static void nl_count(struct nlmsghdr *h, void *arg)
 {
 	const void *a = nl_attr(h, KVMAS_NL_A_SESSION_PID);
@@ -919,10 +923,22 @@ static void nl_count(struct nlmsghdr *h, void *arg)
 	uint32_t pid;
 
 	c->msgs++;
-	if (a) {
+	if (c->dump == 2) {
+		/* Scalars only: nl_attr() does not mask NLA_F_NESTED. */
+		c->mine += nl_attr(h, KVMAS_NL_A_VM_ID) &&
+			   nl_attr(h, KVMAS_NL_A_SESSION_VM_STATS_ID) &&
+			   nl_attr(h, KVMAS_NL_A_VM_BATCHES) &&
+			   nl_attr(h, KVMAS_NL_A_VM_EVENTS_SUPPRESSED);
+	} else if (a) {
 		memcpy(&pid, a, sizeof(pid));
 		c->mine += pid == (uint32_t)getpid();
 	}
+}
+
+/* What a full answer holds: one message, ours for a dump (0 for stats). */
+static int nl_mine_wanted(const struct nl_ctx *c)
+{
+	return !!c->dump;
 }
 
 /* One request of the context's kind on @sock; 0 or -errno. */
@@ -934,8 +950,9 @@ static int nl_request(struct nl_ctx *c, int sock)
 	c->mine = 0;
 	c->seq++;
 	r = nl_send(sock, c->family, c->dump ? NLM_F_DUMP : NLM_F_ACK, c->seq,
-		    c->dump ? KVMAS_NL_CMD_GET_SESSIONS :
-			      KVMAS_NL_CMD_GET_STATS,
+		    c->dump == 2 ? KVMAS_NL_CMD_GET_VMS :
+		    c->dump	 ? KVMAS_NL_CMD_GET_SESSIONS :
+				   KVMAS_NL_CMD_GET_STATS,
 		    NULL);
 	return r ?: nl_recv(sock, c->seq, c->family, nl_count, c);
 }
@@ -975,7 +992,7 @@ static int nl_same(void *p, char *why, size_t len)
 	r = r ?: nl_request(c, sock);
 	if (sock >= 0)
 		close(sock);
-	if (r || c->msgs != 1 || c->mine != c->dump) {
+	if (r || c->msgs != 1 || c->mine != nl_mine_wanted(c)) {
 		snprintf(why, len, "the next request: %s, %u messages, %d ours",
 			 r ? strerror(-r) : "ok", c->msgs, c->mine);
 		return 0;
@@ -993,8 +1010,8 @@ static int nl_done(void *p, int fired, char *why, size_t len)
 {
 	struct nl_ctx *c = p;
 
-	/* GET_STATS: one reply; GET_SESSIONS: ours, the only session. */
-	if (c->msgs != 1 || c->mine != c->dump) {
+	/* GET_STATS: one reply; the dumps: ours, the only session and VM. */
+	if (c->msgs != 1 || c->mine != nl_mine_wanted(c)) {
 		snprintf(why, len, "success with %u messages, %d ours", c->msgs,
 			 c->mine);
 		return -1;
@@ -1028,7 +1045,10 @@ static void nl_walk(struct __test_metadata *_metadata, int dump)
 	c.dump = dump;
 	EXPECT_EQ(0, walk(&nl_cmd, &c, &w, why, sizeof(why)))
 	TH_LOG("%s", why);
-	report(dump ? "netlink_get_sessions" : "netlink_get_stats", &w);
+	report(dump == 2 ? "netlink_get_vms" :
+	       dump	 ? "netlink_get_sessions" :
+			   "netlink_get_stats",
+	       &w);
 	EXPECT_EQ(0, w.dirty) TH_LOG("%s", w.what);
 	/* A dump that cannot allocate its next part reports ENOBUFS. */
 	EXPECT_TRUE(!w.other || w.other_err == ENOBUFS)
@@ -1045,6 +1065,10 @@ TEST_F_TIMEOUT(nth, netlink_get_stats, 900)
 TEST_F_TIMEOUT(nth, netlink_get_sessions, 900)
 {
 	nl_walk(_metadata, 1);
+}
+TEST_F_TIMEOUT(nth, netlink_get_vms, 900)
+{
+	nl_walk(_metadata, 2);
 }
 
 TEST_HARNESS_MAIN

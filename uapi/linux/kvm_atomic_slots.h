@@ -613,13 +613,79 @@ struct kvmas_reset_ring {
  * Generic netlink family: statistics and events for operators (see
  * tools/kvmas). Not needed by VMMs.
  *
- * KVMAS_NL_CMD_GET_STATS (doit): replies with the KVMAS_NL_A_STAT_* counters.
+ * KVMAS_NL_CMD_GET_STATS (doit): replies with the KVMAS_NL_A_STAT_* counters
+ *   (module-wide, since the module was loaded).
  * KVMAS_NL_CMD_GET_SESSIONS (dumpit): one message per session with
- *   KVMAS_NL_A_SESSION_* attributes.
+ *   KVMAS_NL_A_SESSION_* attributes, and KVMAS_NL_A_VM_ID if attached.
+ * KVMAS_NL_CMD_GET_VMS (dumpit): one message per VM with its counters (see
+ *   "Per-VM counters" below). Optional filter, at most one of:
+ *   KVMAS_NL_A_SESSION_VM_STATS_ID (the VMs KVM names so; one process may
+ *   own several), KVMAS_NL_A_SESSION_ID (the VM that session is attached
+ *   to), KVMAS_NL_A_VM_ID. A filter that names no VM when the dump starts
+ *   ends it before any message with ENOENT in NLMSG_DONE, which carries an
+ *   extended-ack message (NETLINK_EXT_ACK); more than one filter, EINVAL
+ *   the same way.
  * Multicast group KVMAS_GENL_MCGRP_EVENTS: KVMAS_NL_CMD_EVENT messages with
- *   KVMAS_NL_A_EVENT_TYPE and the session attributes of the event's session.
+ *   KVMAS_NL_A_EVENT_TYPE and the session attributes of the event's session
+ *   (see enum kvmas_nl_event for what each type adds).
  * Reading is allowed to everyone who can open a generic netlink socket;
  * nothing in the family changes state.
+ *
+ * Dumps and concurrent change: sessions and VMs are dumped in the order of
+ * their ids (increasing), and a dump that continues over several messages
+ * resumes after the last id it sent. So an entry is never sent twice, an
+ * entry that exists for the whole dump is always sent, and each message is
+ * filled from one entry at one time (never torn). If the set of sessions
+ * (or VMs) changed between two parts of one dump, the messages after the
+ * change, or the final NLMSG_DONE, carry NLM_F_DUMP_INTR: the listing is not
+ * one snapshot, and a reader that needs one dumps again.
+ *
+ * Per-VM counters (KVMAS_NL_CMD_GET_VMS)
+ * --------------------------------------
+ * A VM here is one struct kvm with at least one session attached. Every
+ * session attached to the same VM counts into the same counters; the VM
+ * and its counters appear at the first attach and go away when its last
+ * attached session is released. KVMAS_NL_A_VM_ID (unique per module load,
+ * like session ids) tells a VM that came back (a new attach after the last
+ * session went) from one that stayed. KVM's own name for the VM
+ * (KVMAS_NL_A_SESSION_VM_STATS_ID, "kvm-<id of the thread that created it>",
+ * the process id when its main thread did) is the same for every VM that
+ * thread created. Each counter is read atomically on its own;
+ * counters of a VM that is working while it is read may be one command
+ * apart from each other.
+ *
+ * Commits (KVMAS_COMMIT_BATCH on an attached session):
+ *  - a batch is counted once the command returns: success without
+ *    KVMAS_BATCH_VALIDATE_ONLY is a commit (BATCHES, BATCH_OPS, GRACE_PERIODS,
+ *    DIRTY_PAGES, the route it took, and its latency); a dry run counts in
+ *    DRY_RUNS or DRY_RUNS_REJECTED only; any other failure is a rejected
+ *    batch, counted by errno in the KVMAS_NL_A_VM_REJECTED nest (types:
+ *    enum kvmas_nl_reject) and announced by a KVMAS_NL_EVENT_BATCH_REJECTED
+ *    event. A struct the ioctl could not read at all is only an ioctl error
+ *    (KVMAS_NL_A_STAT_IOCTL_ERRORS).
+ *  - latency: from entry into the command to its return (ktime_get_ns, so it
+ *    includes waiting for the VM's slots_lock), in a log2 histogram of
+ *    microseconds, the KVMAS_NL_A_VM_LATENCY nest: attribute type b (1 ..
+ *    KVMAS_NL_LATENCY_BUCKETS), a u64, counts the commits that took
+ *    under 1 us for b = 1, and [2^(b-2), 2^(b-1)) us for b >= 2; the last
+ *    bucket has no upper bound. The buckets add up to BATCHES.
+ * Ring resets (KVMAS_RESET_RING):
+ *  - RING_CALLS counts calls that succeeded, RING_ENTRIES and RING_INVALID
+ *    the entries they reset (@total_reset) and, of those, the ones naming
+ *    no page; the KVMAS_NL_A_VM_RING_STOPS nest counts each vCPU entry of
+ *    those calls by its @stop_reason (attribute type = enum kvmas_ring_stop
+ *    value), and of calls that failed with ENXIO (KVMAS_RING_STOP_NO_RING).
+ *  - a call in which a vCPU's walk stopped at KVM's producer index
+ *    (PRODUCER) or in front of an invalid entry (INVALID), or reset entries
+ *    naming no page, is announced by one KVMAS_NL_EVENT_RING_ANOMALY event.
+ * The stock KVM_RESET_DIRTY_RINGS is not counted here (it has no session).
+ *
+ * Events other than attach/detach are rate-limited, per VM and for the
+ * module as a whole (module parameters events_burst, events per
+ * events_interval_ms per VM, and ten times that module-wide), so that a VMM
+ * cannot flood the listeners. They are generated only while someone
+ * listens; EVENTS_SENT and EVENTS_SUPPRESSED count them, and every event
+ * carries KVMAS_NL_A_EVENT_SUPPRESSED, its VM's suppressed count so far.
  */
 #define KVMAS_GENL_NAME "kvmas" /* GENL_NAMSIZ is 16 with the NUL */
 #define KVMAS_GENL_VERSION 1
@@ -630,6 +696,7 @@ enum kvmas_nl_cmd {
 	KVMAS_NL_CMD_GET_STATS,
 	KVMAS_NL_CMD_GET_SESSIONS,
 	KVMAS_NL_CMD_EVENT,
+	KVMAS_NL_CMD_GET_VMS,
 	__KVMAS_NL_CMD_MAX,
 };
 #define KVMAS_NL_CMD_MAX (__KVMAS_NL_CMD_MAX - 1)
@@ -637,7 +704,38 @@ enum kvmas_nl_cmd {
 enum kvmas_nl_event {
 	KVMAS_NL_EVENT_ATTACH = 1,
 	KVMAS_NL_EVENT_DETACH = 2,
+	/*
+	 * A KVMAS_COMMIT_BATCH (not a dry run) failed: KVMAS_NL_A_VM_ID,
+	 * KVMAS_NL_A_EVENT_ERRNO, _ERROR_INDEX (the batch's @error_index),
+	 * _NR_OPS, _BATCH_FLAGS, _SUPPRESSED.
+	 */
+	KVMAS_NL_EVENT_BATCH_REJECTED = 3,
+	/*
+	 * A KVMAS_RESET_RING call met a ring anomaly (see "Per-VM counters"):
+	 * KVMAS_NL_A_VM_ID, KVMAS_NL_A_EVENT_VCPU_ID and _STOP_REASON of the
+	 * first vCPU entry with one, _RING_VCPUS (entries with one),
+	 * _RING_INVALID (entries naming no page the call reset), _SUPPRESSED.
+	 */
+	KVMAS_NL_EVENT_RING_ANOMALY = 4,
 };
+
+/* Types in the KVMAS_NL_A_VM_REJECTED nest: rejected batches by errno. */
+enum kvmas_nl_reject {
+	KVMAS_NL_REJECT_EINVAL = 1,
+	KVMAS_NL_REJECT_EEXIST,
+	KVMAS_NL_REJECT_ENOENT,
+	KVMAS_NL_REJECT_ENOMEM,
+	KVMAS_NL_REJECT_EFAULT,
+	KVMAS_NL_REJECT_EOPNOTSUPP,
+	KVMAS_NL_REJECT_EMSGSIZE,
+	KVMAS_NL_REJECT_EINTR,
+	KVMAS_NL_REJECT_OTHER,			/* any other errno */
+	__KVMAS_NL_REJECT_MAX,
+};
+#define KVMAS_NL_REJECT_MAX (__KVMAS_NL_REJECT_MAX - 1)
+
+/* Buckets of the commit-latency histogram (types 1..N of its nest). */
+#define KVMAS_NL_LATENCY_BUCKETS 24
 
 enum kvmas_nl_attr {
 	KVMAS_NL_A_UNSPEC,
@@ -657,6 +755,39 @@ enum kvmas_nl_attr {
 	KVMAS_NL_A_STAT_BATCH_OPS,		/* u64: ops in those batches */
 	KVMAS_NL_A_STAT_RING_RESETS,		/* u64: KVMAS_RESET_RING calls that reset */
 	KVMAS_NL_A_STAT_RING_ENTRIES,		/* u64: entries they reset */
+	/* Per VM (KVMAS_NL_CMD_GET_VMS), see "Per-VM counters" above. */
+	KVMAS_NL_A_VM_ID,			/* u64: unique per module load */
+	KVMAS_NL_A_VM_SESSIONS,			/* u32: sessions attached now */
+	KVMAS_NL_A_VM_BATCHES,			/* u64: batches committed */
+	KVMAS_NL_A_VM_BATCH_OPS,		/* u64: ops in those batches */
+	KVMAS_NL_A_VM_GRACE_PERIODS,		/* u64: their @grace_periods */
+	KVMAS_NL_A_VM_ROUTE_FENCE,		/* u64: commits on KVMAS_ROUTE_FENCE */
+	KVMAS_NL_A_VM_ROUTE_INVALIDATE,		/* u64: ... KVMAS_ROUTE_INVALIDATE */
+	KVMAS_NL_A_VM_ROUTE_NONE,		/* u64: ... of no-ops only */
+	KVMAS_NL_A_VM_DIRTY_PAGES,		/* u64: their @dirty_pages */
+	KVMAS_NL_A_VM_DRY_RUNS,			/* u64: VALIDATE_ONLY calls that passed */
+	KVMAS_NL_A_VM_DRY_RUNS_REJECTED,	/* u64: ... that failed */
+	KVMAS_NL_A_VM_REJECTED,			/* nest: u64 per enum kvmas_nl_reject */
+	KVMAS_NL_A_VM_LATENCY,			/* nest: u64 per bucket 1..N */
+	KVMAS_NL_A_VM_LATENCY_SUM_NS,		/* u64: total commit latency */
+	KVMAS_NL_A_VM_LATENCY_MAX_NS,		/* u64: longest commit */
+	KVMAS_NL_A_VM_RING_CALLS,		/* u64: KVMAS_RESET_RING calls that succeeded */
+	KVMAS_NL_A_VM_RING_ENTRIES,		/* u64: entries they reset */
+	KVMAS_NL_A_VM_RING_INVALID,		/* u64: ... that named no page */
+	KVMAS_NL_A_VM_RING_STOPS,		/* nest: u64 per enum kvmas_ring_stop */
+	KVMAS_NL_A_VM_RING_TLB_FLUSHES,		/* u64: their @tlb_flushes */
+	KVMAS_NL_A_VM_EVENTS_SENT,		/* u64: rate-limited events multicast */
+	KVMAS_NL_A_VM_EVENTS_SUPPRESSED,	/* u64: ... dropped by the limit */
+	/* Event details (KVMAS_NL_CMD_EVENT), see enum kvmas_nl_event. */
+	KVMAS_NL_A_EVENT_ERRNO,			/* u32: positive errno */
+	KVMAS_NL_A_EVENT_ERROR_INDEX,		/* s32: the batch's @error_index */
+	KVMAS_NL_A_EVENT_NR_OPS,		/* u32: the batch's @nr_ops */
+	KVMAS_NL_A_EVENT_BATCH_FLAGS,		/* u32: the batch's @flags */
+	KVMAS_NL_A_EVENT_VCPU_ID,		/* u32 */
+	KVMAS_NL_A_EVENT_STOP_REASON,		/* u32: enum kvmas_ring_stop */
+	KVMAS_NL_A_EVENT_RING_VCPUS,		/* u32 */
+	KVMAS_NL_A_EVENT_RING_INVALID,		/* u32 */
+	KVMAS_NL_A_EVENT_SUPPRESSED,		/* u64: the VM's EVENTS_SUPPRESSED */
 	__KVMAS_NL_A_MAX,
 };
 #define KVMAS_NL_A_MAX (__KVMAS_NL_A_MAX - 1)
