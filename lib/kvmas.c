@@ -115,6 +115,7 @@ static const char *const kvmas_cap_names[] = {
 	[KVMAS_CAP_MAX_ADDRESS_SPACES] = "max_address_spaces",
 	[KVMAS_CAP_NETLINK] = "netlink",
 	[KVMAS_CAP_ROUTE_INVALIDATE] = "route_invalidate",
+	[KVMAS_CAP_ZAP_RANGE] = "zap_range",
 };
 
 /* A new capability in the uapi header must get a name here. */

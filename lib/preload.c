@@ -100,6 +100,7 @@ enum pl_counter {
 	C_FALLBACKS,
 	C_VMS,
 	C_VCPU_WAITS,
+	C_ZAP_RANGE,
 	C_NR
 };
 
@@ -116,6 +117,7 @@ static const char *const counter_names[C_NR] = {
 	"fallbacks",
 	"vms",
 	"vcpu_waits",
+	"zap_range_batches",
 };
 
 static _Atomic unsigned long counters[C_NR];
@@ -421,6 +423,14 @@ static unsigned int build_ops(const struct pl_vm *vm,
 	return n;
 }
 
+/*
+ * KVMAS_PRELOAD_ZAP_RANGE=1: the operator's decision, for a VMM that cannot
+ * take it, to have batches unmap only the removed ranges where x86 KVM
+ * zaps every mapping of the VM (KVMAS_BATCH_ZAP_RANGE; the uapi header has
+ * the history). Dropped for good if the module refuses the flag.
+ */
+static _Atomic unsigned int zap_flags;
+
 static int commit_ops(struct pl_vm *vm, struct kvmas_batch_op *ops,
 		      unsigned int n, unsigned int flags, int *err_index)
 {
@@ -429,11 +439,21 @@ static int commit_ops(struct pl_vm *vm, struct kvmas_batch_op *ops,
 
 	memset(&c, 0, sizeof(c));
 	c.size = sizeof(c);
-	c.flags = flags;
+	c.flags = flags | atomic_load(&zap_flags);
 	c.nr_ops = n;
 	c.op_size = sizeof(*ops);
 	c.ops = (__u64)(uintptr_t)ops;
 	r = sess_ioctl(vm, KVMAS_COMMIT_BATCH, &c);
+	if (r == -EOPNOTSUPP && (c.flags & KVMAS_BATCH_ZAP_RANGE)) {
+		logmsg("module refuses KVMAS_BATCH_ZAP_RANGE: KVM's zapping\n");
+		atomic_store(&zap_flags, 0);
+		c.flags = flags;
+		c.error_index = -1;
+		r = sess_ioctl(vm, KVMAS_COMMIT_BATCH, &c);
+	}
+	if (!r && (c.flags & KVMAS_BATCH_ZAP_RANGE) &&
+	    !(flags & KVMAS_BATCH_VALIDATE_ONLY))
+		count(C_ZAP_RANGE, 1);
 	if (err_index)
 		*err_index = c.error_index;
 	return r;
@@ -1169,6 +1189,9 @@ __attribute__((constructor)) static void preload_init(void)
 	}
 	s = getenv("KVMAS_PRELOAD_VERBOSE");
 	verbose = s && *s && strcmp(s, "0");
+	s = getenv("KVMAS_PRELOAD_ZAP_RANGE");
+	if (s && *s && strcmp(s, "0"))
+		atomic_store(&zap_flags, KVMAS_BATCH_ZAP_RANGE);
 	s = getenv("KVMAS_PRELOAD_HOLD_MS");
 	if (s && *s) {
 		unsigned long ms = strtoul(s, NULL, 0);

@@ -41,6 +41,7 @@
 #include <linux/bitmap.h>
 #include <linux/kvm_host.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 
@@ -69,7 +70,28 @@ struct kvmas_bop {
 	bool prepared;
 	bool fresh_bitmap; /* new->dirty_bitmap allocated here */
 	bool noop; /* stock would change nothing: dropped before commit */
+	bool committed; /* old is unpublished: the reaper frees its memory */
+	bool free_old_bitmap; /* ... including its dirty bitmap */
 };
+
+/*
+ * A batch's kernel state, one allocation; after a commit it goes to the
+ * session's reaper whole (kvmas_batch_reap_work()).
+ */
+struct kvmas_batch_mem {
+	struct llist_node reap_node;
+	u32 n;
+	struct kvmas_bop b[];
+};
+
+/*
+ * Removed slots a session may have waiting for the reaper before a commit
+ * waits for it: about one full batch, so memory KVM would have freed
+ * inside the ioctl is held back at most that long.
+ */
+#define KVMAS_REAP_BACKLOG_OPS KVMAS_MAX_BATCH_OPS
+/* Batches removing at most this many slots free them inline (see there). */
+#define KVMAS_REAP_INLINE_OPS 2
 
 static bool kvmas_op_removes(const struct kvmas_bop *b)
 {
@@ -137,8 +159,108 @@ static int kvmas_check_modify(const struct kvm_memory_slot *old,
  * header for the deliberate differences). May turn a MOVE that keeps its
  * gpa into the SET_FLAGS it is, and marks ops that change nothing.
  */
+/*
+ * The slot ids a batch names. A bitmap of KVM_USER_MEM_SLOTS bits for
+ * large batches; small ones (the common one-op commit) scan the ops
+ * instead of allocating and clearing 4 KiB.
+ */
+#define KVMAS_SEEN_SCAN_MAX 16
+
+struct kvmas_seen {
+	unsigned long *bits; /* NULL: scan @b */
+	unsigned long *flags_only; /* with @bits: ids of SET_FLAGS ops */
+	const struct kvmas_bop *b;
+	u32 n;
+};
+
+/* Whether an op of the batch changes only the flags of slot @id. */
+static bool kvmas_seen_flags_only(const struct kvmas_seen *seen, u32 id)
+{
+	u32 j;
+
+	if (seen->bits)
+		return test_bit(id, seen->flags_only);
+	for (j = 0; j < seen->n; j++)
+		if (seen->b[j].u.slot == id &&
+		    seen->b[j].u.op == KVMAS_OP_SET_FLAGS)
+			return true;
+	return false;
+}
+
+/* An inserted range, for the sorted overlap sweep. */
+struct kvmas_span {
+	gfn_t start, end;
+};
+
+static int kvmas_span_cmp(const void *a, const void *b)
+{
+	const struct kvmas_span *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/*
+ * Whether any two inserted ranges overlap: sorted by start, each must
+ * begin at or after the furthest end so far. O(n log n); the caller's
+ * pairwise search, which names the op stock would fail on, runs only when
+ * this finds an overlap. -ENOMEM if the array cannot be had.
+ */
+static int kvmas_inserts_overlap(const struct kvmas_bop *b, u32 n)
+{
+	struct kvmas_span *sp;
+	gfn_t end = 0;
+	u32 i, k = 0;
+	int r = 0;
+
+	sp = kvmalloc_array(n, sizeof(*sp), GFP_KERNEL_ACCOUNT);
+	if (!sp)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		if (!kvmas_op_inserts(&b[i]))
+			continue;
+		sp[k].start = b[i].u.guest_phys_addr >> PAGE_SHIFT;
+		sp[k].end = sp[k].start + (b[i].u.memory_size >> PAGE_SHIFT);
+		k++;
+	}
+	sort(sp, k, sizeof(*sp), kvmas_span_cmp, NULL);
+	for (i = 0; i < k && !r; i++) {
+		if (i && sp[i].start < end)
+			r = 1;
+		end = max(end, sp[i].end);
+	}
+	kvfree(sp);
+	return r;
+}
+
+/* Whether op @i's slot id was named by an op before it; records it. */
+static bool kvmas_seen_test_and_set(struct kvmas_seen *seen, u32 i)
+{
+	u32 id = seen->b[i].u.slot, j;
+
+	if (seen->bits)
+		return __test_and_set_bit(id, seen->bits);
+	for (j = 0; j < i; j++)
+		if (seen->b[j].u.slot == id)
+			return true;
+	return false;
+}
+
+/* Whether any op names @id (after every op was recorded). */
+static bool kvmas_seen_test(const struct kvmas_seen *seen, u32 id)
+{
+	u32 j;
+
+	if (seen->bits)
+		return test_bit(id, seen->bits);
+	for (j = 0; j < seen->n; j++)
+		if (seen->b[j].u.slot == id)
+			return true;
+	return false;
+}
+
 static int kvmas_validate_op(struct kvm *kvm, struct kvm_memslots *slots,
-			     struct kvmas_bop *b, unsigned long *seen, u32 as)
+			     struct kvmas_bop *b, struct kvmas_seen *seen,
+			     u32 i, u32 as)
 {
 	struct kvmas_batch_op *u = &b->u;
 	struct kvm_memory_slot *old;
@@ -149,7 +271,7 @@ static int kvmas_validate_op(struct kvm *kvm, struct kvm_memslots *slots,
 	    u->slot >= KVM_USER_MEM_SLOTS)
 		return -EINVAL;
 	/* One op per slot id: no chains to reason about. */
-	if (__test_and_set_bit(u->slot, seen))
+	if (kvmas_seen_test_and_set(seen, i))
 		return -EINVAL;
 	old = id_to_memslot(slots, u->slot);
 	if (old && kvmas_slot_is_gmem(old))
@@ -220,12 +342,13 @@ static int kvmas_validate_op(struct kvm *kvm, struct kvm_memslots *slots,
  * offending op.
  */
 static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
-				unsigned long *seen, s32 *idx)
+				struct kvmas_seen *seen, s32 *idx)
 {
 	struct kvm_memslot_iter iter;
 	struct kvm_memslots *slots;
 	u64 added = 0, removed = 0;
 	u32 as = b[0].u.as_id, i, j;
+	bool pairwise;
 	int r;
 
 	lockdep_assert_held(&kvm->slots_lock);
@@ -237,9 +360,12 @@ static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 
 	for (i = 0; i < n; i++) {
 		*idx = i;
-		r = kvmas_validate_op(kvm, slots, &b[i], seen, as);
+		r = kvmas_validate_op(kvm, slots, &b[i], seen, i, as);
 		if (r)
 			return r;
+		/* After validate_op: a MOVE to its own gpa became SET_FLAGS. */
+		if (seen->bits && b[i].u.op == KVMAS_OP_SET_FLAGS)
+			__set_bit(b[i].u.slot, seen->flags_only);
 		if (kvmas_op_removes(&b[i]))
 			removed += b[i].old->npages;
 		if (kvmas_op_inserts(&b[i]))
@@ -253,8 +379,19 @@ static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	/*
 	 * Overlaps in the final layout: each inserted range against every
 	 * slot that stays (internal slots included), then against the other
-	 * inserted ranges. Ranges of removed slots no longer count.
+	 * inserted ranges. Ranges of removed slots no longer count. Large
+	 * batches first sort the inserted ranges: only if two overlap is the
+	 * quadratic search for the op stock would fail on needed.
 	 */
+	pairwise = true;
+	if (n > KVMAS_SEEN_SCAN_MAX) {
+		r = kvmas_inserts_overlap(b, n);
+		if (r < 0) {
+			*idx = -1;
+			return r;
+		}
+		pairwise = r;
+	}
 	for (i = 0; i < n; i++) {
 		gfn_t start = b[i].u.guest_phys_addr >> PAGE_SHIFT;
 		u64 np = b[i].u.memory_size >> PAGE_SHIFT;
@@ -267,14 +404,14 @@ static int kvmas_batch_validate(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 			struct kvm_memory_slot *s = iter.slot;
 
 			if (s->id >= KVM_USER_MEM_SLOTS ||
-			    !test_bit(s->id, seen))
+			    !kvmas_seen_test(seen, s->id))
 				return -EEXIST;
 			/* In the batch: it stays only if just its flags change. */
-			for (j = 0; j < n; j++)
-				if (b[j].old == s &&
-				    b[j].u.op == KVMAS_OP_SET_FLAGS)
-					return -EEXIST;
+			if (kvmas_seen_flags_only(seen, s->id))
+				return -EEXIST;
 		}
+		if (!pairwise)
+			continue;
 		for (j = 0; j < i; j++) {
 			if (!kvmas_op_inserts(&b[j]))
 				continue;
@@ -367,18 +504,28 @@ static int kvmas_batch_alloc(struct kvmas_bop *b, u32 n)
 				b[i].new->userspace_addr = u->userspace_addr;
 			}
 		}
-		if (kvmas_op_removes(&b[i])) {
-			b[i].invalid = kvmas_slot_alloc(b[i].old);
-			if (!b[i].invalid)
-				return -ENOMEM;
-			b[i].invalid->flags |= KVM_MEMSLOT_INVALID;
-		}
 		if (u->dirty_bitmap && b[i].old->dirty_bitmap) {
 			b[i].handoff = kvzalloc(b[i].handoff_bytes,
 						GFP_KERNEL_ACCOUNT);
 			if (!b[i].handoff)
 				return -ENOMEM;
 		}
+	}
+	return 0;
+}
+
+/* Route A's INVALID stand-ins; the fence route needs none. */
+static int kvmas_alloc_invalid(struct kvmas_bop *b, u32 n)
+{
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		if (!kvmas_op_removes(&b[i]))
+			continue;
+		b[i].invalid = kvmas_slot_alloc(b[i].old);
+		if (!b[i].invalid)
+			return -ENOMEM;
+		b[i].invalid->flags |= KVM_MEMSLOT_INVALID;
 	}
 	return 0;
 }
@@ -527,16 +674,18 @@ static void kvmas_count_logging(struct kvm *kvm,
 					f & KVM_MEM_LOG_DIRTY_PAGES ? 1 : -1);
 }
 
-/* kvm_commit_memory_region() for a removed slot: arch commit, then free. */
-static void kvmas_commit_delete(struct kvm *kvm, struct kvm_memory_slot *old)
+/*
+ * kvm_commit_memory_region() for a removed slot: the arch commit. The free
+ * that follows there is the reaper's (kvmas_reap_old()).
+ */
+static void kvmas_commit_delete(struct kvm *kvm, struct kvmas_bop *b)
 {
+	struct kvm_memory_slot *old = b->old;
+
 	kvm->nr_memslot_pages -= old->npages;
 	kvmas_count_logging(kvm, old, NULL);
 	kvmas_k_commit_memory_region(kvm, old, NULL, KVM_MR_DELETE);
-	if (old->dirty_bitmap)
-		kvfree(old->dirty_bitmap);
-	kvmas_k_free_memslot(kvm, old);
-	kfree(old);
+	b->free_old_bitmap = !!old->dirty_bitmap;
 }
 
 static void kvmas_commit_create(struct kvm *kvm, struct kvm_memory_slot *new)
@@ -558,10 +707,10 @@ static void kvmas_commit_one(struct kvm *kvm, struct kvmas_bop *b)
 		kvmas_commit_create(kvm, new);
 		break;
 	case KVMAS_OP_DELETE:
-		kvmas_commit_delete(kvm, old);
+		kvmas_commit_delete(kvm, b);
 		break;
 	case KVMAS_OP_REPLACE:
-		kvmas_commit_delete(kvm, old);
+		kvmas_commit_delete(kvm, b);
 		kvmas_commit_create(kvm, new);
 		break;
 	case KVMAS_OP_MOVE:
@@ -571,16 +720,33 @@ static void kvmas_commit_one(struct kvm *kvm, struct kvmas_bop *b)
 					     b->u.op == KVMAS_OP_MOVE ?
 						     KVM_MR_MOVE :
 						     KVM_MR_FLAGS_ONLY);
-		/* x86 frees a moved slot's arch data in its commit hook. */
-		if (old->dirty_bitmap && !new->dirty_bitmap)
-			kvfree(old->dirty_bitmap);
-		kfree(old);
+		/*
+		 * x86 frees a moved slot's arch data in its commit hook; a
+		 * bitmap the new slot does not carry on is the reaper's.
+		 */
+		b->free_old_bitmap = old->dirty_bitmap && !new->dirty_bitmap;
 		break;
 	}
-	/* Installed or freed now: nothing left for kvmas_batch_free(). */
+	/* Installed: not kvmas_batch_free()'s any more; old is the reaper's. */
 	b->new = NULL;
-	kfree(b->invalid);
-	b->invalid = NULL;
+	b->committed = true;
+}
+
+/*
+ * The rest of kvm_commit_memory_region() for one committed op, run by the
+ * reaper: what KVM frees of the old slot. Nothing can reach @b->old any
+ * more (the final swap's grace period is over), so only memory goes.
+ */
+static void kvmas_reap_old(struct kvm *kvm, struct kvmas_bop *b)
+{
+	struct kvm_memory_slot *old = b->old;
+
+	if (b->free_old_bitmap)
+		kvfree(old->dirty_bitmap);
+	/* A move's arch data went in its commit hook; a flags change's moved on. */
+	if (kvmas_op_removes(b) && b->u.op != KVMAS_OP_MOVE)
+		kvmas_k_free_memslot(kvm, old);
+	kfree(old);
 }
 
 /* Applies one phase of changes to the inactive set: removals, flags, inserts. */
@@ -611,6 +777,36 @@ static bool kvmas_fence_route_ok(struct kvm *kvm)
 	return !kvmas_arch_shadow_mmu_in_use(kvm);
 }
 
+/*
+ * KVMAS_BATCH_ZAP_RANGE: unmaps @old's range only, what KVM's flush does
+ * when it does not zap the whole VM, minus the shadow pages accounted in
+ * the slot (the fence route runs only where there are none). Called with
+ * the fence up and @old still published.
+ */
+static void kvmas_zap_range(struct kvm *kvm, struct kvm_memory_slot *old)
+{
+#if KVMAS_ZAP_RANGE_BY_INTERNAL
+	struct kvm_gfn_range range = {
+		.slot = old,
+		.start = old->base_gfn,
+		.end = old->base_gfn + old->npages,
+		.may_block = true,
+	};
+
+	/* As KVM's mmu notifier does: unmap and flush under mmu_lock. */
+	kvmas_mmu_write_lock(kvm);
+	if (kvmas_k_unmap_gfn_range(kvm, &range))
+		kvm_flush_remote_tlbs(kvm);
+	kvmas_mmu_write_unlock(kvm);
+#elif defined(CONFIG_X86)
+	/* Nests its own invalidation inside our fence, flushes the TLBs. */
+	kvm_zap_gfn_range(kvm, old->base_gfn, old->base_gfn + old->npages);
+#else
+	/* Never reached: only x86's flush zaps the whole VM. */
+	kvmas_k_flush_shadow_memslot(kvm, old);
+#endif
+}
+
 /* Adds @s's gfn range to the fence, and its hva range to the 6.1 fence. */
 static void kvmas_fence_add(const struct kvm_memory_slot *s,
 			    struct kvmas_gfn_range *ranges, u32 *nr,
@@ -633,9 +829,10 @@ static void kvmas_fence_add(const struct kvm_memory_slot *s,
  */
 static void kvmas_publish_fenced(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 				 int as, struct kvmas_gfn_range *ranges,
-				 u32 *gps)
+				 u32 *gps, bool zap_range)
 {
 	unsigned long hva_lo = ULONG_MAX, hva_hi = 0;
+	bool zap_all, kvm_flushed = false;
 	u32 i, nr = 0;
 	lockdep_assert_held(&kvm->slots_arch_lock);
 
@@ -650,12 +847,40 @@ static void kvmas_publish_fenced(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 
 	kvmas_edit_inactive(kvm, b, n, false);
 	kvmas_k_fence_begin(kvm, ranges, nr, hva_lo, hva_hi);
-	for (i = 0; i < n; i++)
-		if (kvmas_op_removes(&b[i]))
+	/*
+	 * Where KVM's flush zaps the whole VM whatever the slot, one call
+	 * does for every removed slot (KVM would repeat it per slot, kicking
+	 * every vCPU each time), or, with KVMAS_BATCH_ZAP_RANGE, each removed
+	 * range alone is unmapped. Elsewhere KVM's flush is per slot already.
+	 */
+	zap_all = kvmas_arch_flush_zaps_all(kvm);
+	for (i = 0; i < n; i++) {
+		if (!kvmas_op_removes(&b[i]))
+			continue;
+		if (zap_all && zap_range) {
+			kvmas_zap_range(kvm, b[i].old);
+		} else if (!zap_all || !kvm_flushed) {
 			kvmas_k_flush_shadow_memslot(kvm, b[i].old);
+			kvm_flushed = true;
+		}
+	}
 	kvmas_k_guest_memory_reclaimed(kvm);
 	kvmas_k_swap_active_memslots(kvm, as);
 	(*gps)++;
+	/*
+	 * The answer changed meanwhile (6.1: an external page-track user
+	 * registered; 6.12: the quirk was toggled): give every slot whose
+	 * KVM flush was skipped that flush now, as KVM would have. Still
+	 * fenced, so nothing maps the ranges again meanwhile.
+	 */
+	if (zap_all && !kvmas_arch_flush_zaps_all(kvm))
+		for (i = 0; i < n; i++) {
+			if (!kvmas_op_removes(&b[i]))
+				continue;
+			if (zap_range || !kvm_flushed)
+				kvmas_k_flush_shadow_memslot(kvm, b[i].old);
+			kvm_flushed = false;
+		}
 	/* Bumps mmu_invalidate_seq: faults that sampled the old one retry. */
 	kvmas_k_fence_end(kvm, hva_lo, hva_hi);
 	/* The other set still holds the old objects. */
@@ -751,8 +976,8 @@ static int kvmas_publish_invalid(struct kvm *kvm, struct kvmas_bop *b, u32 n,
  * Returns 0 or that error (*@idx its op).
  */
 static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
-			     int as, bool want_fence, s32 *idx, u32 *gps,
-			     u64 *dirty, u32 *route)
+			     int as, u32 flags, s32 *idx, u32 *gps, u64 *dirty,
+			     u32 *route)
 {
 	struct kvmas_gfn_range *ranges;
 	bool removals = false, fence;
@@ -762,19 +987,29 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 	lockdep_assert_held(&kvm->slots_lock);
 	for (i = 0; i < n; i++)
 		removals |= kvmas_op_removes(&b[i]);
-	/* Each op fences at most its old and its new range. */
-	ranges = kvmalloc_array(KVMAS_FENCE_RANGES_PER_OP * n, sizeof(*ranges),
-				GFP_KERNEL_ACCOUNT);
-	if (!ranges)
-		return -ENOMEM;
-
 	mutex_lock(&kvm->slots_arch_lock);
 	/* Where INVALID is a hole (arm64), the fence is the only route. */
 	fence = !kvmas_arch_invalidate_route_ok() ||
-		(want_fence && kvmas_fence_route_ok(kvm));
+		(!(flags & KVMAS_BATCH_ROUTE_INVALIDATE) &&
+		 kvmas_fence_route_ok(kvm));
 	/* Reported on a failed prepare too: the route it would have taken. */
 	*route = fence ? KVMAS_ROUTE_FENCE : KVMAS_ROUTE_INVALIDATE;
-	r = kvmas_prepare_all(kvm, b, n, idx);
+	/*
+	 * What only one route needs: the fence's ranges (each op fences at
+	 * most its old and its new range), or the INVALID stand-ins.
+	 */
+	r = 0;
+	ranges = NULL;
+	if (removals && fence) {
+		ranges = kvmalloc_array(KVMAS_FENCE_RANGES_PER_OP * n,
+					sizeof(*ranges), GFP_KERNEL_ACCOUNT);
+		if (!ranges)
+			r = -ENOMEM;
+	} else if (removals) {
+		r = kvmas_alloc_invalid(b, n);
+	}
+	if (!r)
+		r = kvmas_prepare_all(kvm, b, n, idx);
 	if (r) {
 		mutex_unlock(&kvm->slots_arch_lock);
 		kvfree(ranges);
@@ -787,7 +1022,8 @@ static int kvmas_batch_apply(struct kvm *kvm, struct kvmas_bop *b, u32 n,
 			goto unwind_invalid;
 	}
 	if (removals && fence) {
-		kvmas_publish_fenced(kvm, b, n, as, ranges, gps);
+		kvmas_publish_fenced(kvm, b, n, as, ranges, gps,
+				     flags & KVMAS_BATCH_ZAP_RANGE);
 	} else {
 		kvmas_edit_inactive(kvm, b, n, false);
 		kvmas_k_swap_active_memslots(kvm, as);
@@ -817,13 +1053,78 @@ unwind_invalid:
 	return r;
 }
 
+/* Frees a batch's kernel state and what its committed ops left over. */
+static void kvmas_reap_batch(struct kvm *kvm, struct kvmas_batch_mem *mem)
+{
+	u32 i;
+
+	for (i = 0; i < mem->n; i++)
+		if (mem->b[i].committed)
+			kvmas_reap_old(kvm, &mem->b[i]);
+	kvmas_batch_free(mem->b, mem->n);
+	kvfree(mem);
+}
+
+/* Frees what committed batches left (see kvmas_reap_queue()). */
+static void kvmas_batch_reap_work(struct work_struct *work)
+{
+	struct kvmas_session *s =
+		container_of(work, struct kvmas_session, reap_work);
+	struct kvmas_batch_mem *mem, *next;
+	struct llist_node *list;
+
+	/* Pairs with llist_add() in kvmas_reap_queue() (cmpxchg, full barrier). */
+	list = llist_del_all(&s->reap_list);
+	llist_for_each_entry_safe(mem, next, list, reap_node) {
+		atomic_sub(mem->n, &s->reap_ops);
+		kvmas_reap_batch(s->kvm, mem);
+		kvmas_internals_undefer();
+	}
+}
+
+/*
+ * Hands a committed batch to the session's reaper: KVM frees a removed
+ * slot's arch data and bitmap inside the ioctl (vfree()s of per-slot
+ * arrays, the larger part of a removal's cost); here the caller does not
+ * wait for it. Called inside the caller's kvmas_internals_get(), which the
+ * deferral extends to the worker (the internal it calls: free_memslot).
+ * The session's VM reference keeps struct kvm alive: release drains the
+ * reaper before dropping it (kvmas_batch_session_drain()). If more than
+ * KVMAS_REAP_BACKLOG_OPS ops are pending, the commit waits for the reaper
+ * first, which bounds the memory held back.
+ */
+static void kvmas_reap_queue(struct kvmas_session *s,
+			     struct kvmas_batch_mem *mem)
+{
+	if (atomic_read(&s->reap_ops) > KVMAS_REAP_BACKLOG_OPS)
+		flush_work(&s->reap_work);
+	atomic_add(mem->n, &s->reap_ops);
+	kvmas_internals_defer();
+	llist_add(&mem->reap_node, &s->reap_list);
+	queue_work(system_unbound_wq, &s->reap_work);
+}
+
+void kvmas_batch_session_init(struct kvmas_session *s)
+{
+	init_llist_head(&s->reap_list);
+	INIT_WORK(&s->reap_work, kvmas_batch_reap_work);
+	atomic_set(&s->reap_ops, 0);
+}
+
+void kvmas_batch_session_drain(struct kvmas_session *s)
+{
+	/* No ioctl is in flight: nothing can queue behind this. */
+	flush_work(&s->reap_work);
+}
+
 int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 {
 	bool dry = cmd->flags & KVMAS_BATCH_VALIDATE_ONLY;
+	struct kvmas_batch_mem *mem = NULL;
 	struct kvmas_bop *b = NULL;
-	unsigned long *seen = NULL;
+	struct kvmas_seen seen = { NULL };
 	struct kvm *kvm;
-	u32 i, n = cmd->nr_ops, live, gps = 0, route = KVMAS_ROUTE_NONE;
+	u32 i, n = cmd->nr_ops, live, gps = 0, route = KVMAS_ROUTE_NONE, reap;
 	u64 dirty = 0;
 	s32 idx = -1;
 	int r;
@@ -833,7 +1134,10 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	cmd->dirty_pages = 0;
 	cmd->route = KVMAS_ROUTE_NONE;
 	if ((cmd->flags &
-	     ~(KVMAS_BATCH_VALIDATE_ONLY | KVMAS_BATCH_ROUTE_INVALIDATE)) ||
+	     ~(KVMAS_BATCH_VALIDATE_ONLY | KVMAS_BATCH_ROUTE_INVALIDATE |
+	       KVMAS_BATCH_ZAP_RANGE)) ||
+	    ((cmd->flags & KVMAS_BATCH_ROUTE_INVALIDATE) &&
+	     (cmd->flags & KVMAS_BATCH_ZAP_RANGE)) ||
 	    cmd->__reserved32 || cmd->__reserved || !n ||
 	    cmd->op_size < offsetofend(struct kvmas_batch_op, __reserved))
 		return -EINVAL;
@@ -846,14 +1150,27 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	kvm = kvmas_session_vm(s, &r);
 	if (!kvm)
 		return r;
-	if (!kvmas_internals_get(KVMAS_FEAT_BATCH_COMMIT))
+	if (!kvmas_internals_get(KVMAS_FEAT_BATCH_COMMIT |
+				 (cmd->flags & KVMAS_BATCH_ZAP_RANGE ?
+					  KVMAS_FEAT_ZAP_RANGE :
+					  0)))
 		return -EOPNOTSUPP;
 
 	r = -ENOMEM;
-	b = kvcalloc(n, sizeof(*b), GFP_KERNEL_ACCOUNT);
-	seen = bitmap_zalloc(KVM_USER_MEM_SLOTS, GFP_KERNEL_ACCOUNT);
-	if (!b || !seen)
+	mem = kvzalloc(struct_size(mem, b, n), GFP_KERNEL_ACCOUNT);
+	if (n > KVMAS_SEEN_SCAN_MAX) {
+		seen.bits =
+			bitmap_zalloc(KVM_USER_MEM_SLOTS, GFP_KERNEL_ACCOUNT);
+		seen.flags_only =
+			bitmap_zalloc(KVM_USER_MEM_SLOTS, GFP_KERNEL_ACCOUNT);
+	}
+	if (!mem ||
+	    (n > KVMAS_SEEN_SCAN_MAX && (!seen.bits || !seen.flags_only)))
 		goto out;
+	mem->n = n;
+	b = mem->b;
+	seen.b = b;
+	seen.n = n;
 	for (i = 0; i < n; i++) {
 		void __user *src =
 			u64_to_user_ptr(cmd->ops) + (size_t)i * cmd->op_size;
@@ -870,7 +1187,7 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 	r = mutex_lock_killable(&kvm->slots_lock);
 	if (r)
 		goto out;
-	r = kvmas_batch_validate(kvm, b, n, seen, &idx);
+	r = kvmas_batch_validate(kvm, b, n, &seen, &idx);
 	if (!r)
 		r = kvmas_probe_handoff(b, n, &idx);
 	live = r ? 0 : kvmas_batch_compact(b, n);
@@ -886,9 +1203,8 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 		r = kvmas_batch_alloc(b, live);
 		if (!r)
 			r = kvmas_batch_apply(kvm, b, live, b[0].u.as_id,
-					      !(cmd->flags &
-						KVMAS_BATCH_ROUTE_INVALIDATE),
-					      &idx, &gps, &dirty, &route);
+					      cmd->flags, &idx, &gps, &dirty,
+					      &route);
 	}
 	mutex_unlock(&kvm->slots_lock);
 	if (r || dry)
@@ -916,15 +1232,32 @@ int kvmas_commit_batch(struct kvmas_session *s, struct kvmas_commit_batch *cmd)
 				"pid %d: dirty bits of slot %u lost: buffer unmapped during the commit\n",
 				task_tgid_nr(current), b[i].u.slot);
 	}
+	/*
+	 * The old slots' memory is freed off the caller's path, unless there
+	 * is too little of it: waking the reaper costs more than a slot's
+	 * own frees (under TCG ~24 us for queue_work() against ~10-15 us for
+	 * a slot's two vfree()s), so small batches free inline, as KVM does.
+	 */
+	for (i = 0, reap = 0; i < live; i++)
+		reap += kvmas_op_removes(&b[i]) && b[i].u.op != KVMAS_OP_MOVE;
+	if (reap > KVMAS_REAP_INLINE_OPS) {
+		kvmas_reap_queue(s, mem);
+		mem = NULL;
+	} else {
+		kvmas_reap_batch(s->kvm, mem);
+		mem = NULL;
+	}
 out:
 	cmd->error_index = idx;
 	cmd->grace_periods = gps;
 	cmd->dirty_pages = dirty;
 	cmd->route = route;
-	if (b)
+	if (mem) {
 		kvmas_batch_free(b, n);
-	kvfree(b);
-	bitmap_free(seen);
+		kvfree(mem);
+	}
+	bitmap_free(seen.bits);
+	bitmap_free(seen.flags_only);
 	kvmas_internals_put();
 	return r;
 }

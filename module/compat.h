@@ -96,6 +96,14 @@
  * own and not exported (HAVE_KVM_ARCH_TLB_FLUSH_ALL), so the reset's flush
  * is not built there: reaching it would mean a reset without a ring.
  */
+/*
+ * KVMAS_BATCH_ZAP_RANGE unmaps a removed slot's range with the exported
+ * kvm_zap_gfn_range() on 6.12 (gfn-keyed fence) and with the internal
+ * kvm_unmap_gfn_range() on 6.1 x86, where nothing exported does it.
+ */
+#define KVMAS_ZAP_RANGE_BY_INTERNAL \
+	(IS_ENABLED(CONFIG_X86) && !kvmas_fence_by_gfn())
+
 #ifdef CONFIG_HAVE_KVM_DIRTY_RING
 #define kvmas_have_dirty_ring() true
 #define kvmas_ring_flush_remote_tlbs(kvm) kvm_flush_remote_tlbs(kvm)
@@ -176,6 +184,50 @@ static inline bool kvmas_arch_shadow_mmu_in_use(struct kvm *kvm)
 	return false;
 }
 
+/*
+ * Whether kvm_arch_flush_shadow_memslot() zaps the whole VM whatever the
+ * slot, so that one call covers every slot a batch removes:
+ *  - 6.12: default VMs while KVM_X86_QUIRK_SLOT_ZAP_ALL is enabled (KVM's
+ *    kvm_memslot_flush_zap_all()); otherwise it unmaps the slot's range.
+ *  - 6.1: the flush calls every page-track notifier with the slot; the
+ *    MMU's zaps everything, an external one (KVMGT) works per slot. Only
+ *    the MMU's own node registered (mmu_sp_tracker) means zap-all.
+ * A racing change (the quirk disabled, a notifier registered) is caught by
+ * asking again after the swap (kvmas_publish_fenced()).
+ */
+#if defined(KVM_X86_QUIRK_SLOT_ZAP_ALL) && defined(KVMAS_HAVE_VM_TYPE)
+static inline bool kvmas_arch_flush_zaps_all(struct kvm *kvm)
+{
+	/* Unordered like KVM's own kvm_check_has_quirk(); see above for races. */
+	return kvm->arch.vm_type == KVM_X86_DEFAULT_VM &&
+	       !(READ_ONCE(kvm->arch.disabled_quirks) &
+		 KVM_X86_QUIRK_SLOT_ZAP_ALL);
+}
+#elif defined(KVMAS_HAVE_TRACK_NOTIFIER_HEAD)
+static inline bool kvmas_arch_flush_zaps_all(struct kvm *kvm)
+{
+	struct kvm_page_track_notifier_head *head =
+		&kvm->arch.track_notifier_head;
+	struct kvm_page_track_notifier_node *n;
+	bool mmu_only = true;
+	int idx;
+
+	/* The list is RCU-protected by track_srcu, as kvm_page_track_flush_slot() reads it. */
+	idx = srcu_read_lock(&head->track_srcu);
+	hlist_for_each_entry_srcu(n, &head->track_notifier_list, node,
+				  srcu_read_lock_held(&head->track_srcu))
+		if (n != &kvm->arch.mmu_sp_tracker)
+			mmu_only = false;
+	srcu_read_unlock(&head->track_srcu, idx);
+	return mmu_only;
+}
+#else
+static inline bool kvmas_arch_flush_zaps_all(struct kvm *kvm)
+{
+	return false;
+}
+#endif
+
 /* A fault on an INVALID slot retries on x86 (kvm_faultin_pfn): hole-free. */
 #define kvmas_arch_invalidate_route_ok() true
 #else
@@ -193,6 +245,12 @@ static inline unsigned long kvmas_arch_prepare_epoch(struct kvm *kvm)
 
 /* Only x86 keeps shadow pages in memslot arch data. */
 static inline bool kvmas_arch_shadow_mmu_in_use(struct kvm *kvm)
+{
+	return false;
+}
+
+/* arm64 unmaps the slot's own stage-2 range. */
+static inline bool kvmas_arch_flush_zaps_all(struct kvm *kvm)
 {
 	return false;
 }

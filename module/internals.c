@@ -42,6 +42,7 @@
 #include <linux/lockdep.h>
 #include <linux/module.h>
 #include <linux/rwsem.h>
+#include <linux/wait.h>
 
 #include "internals.h"
 
@@ -49,6 +50,9 @@
 static unsigned int kvmas_features;
 static DECLARE_RWSEM(kvmas_internals_rwsem);
 static bool kvmas_hardened_active;
+/* Deferred users (kvmas_internals_defer()); set_features(0) waits for 0. */
+static atomic_t kvmas_deferred_users = ATOMIC_INIT(0);
+static DECLARE_WAIT_QUEUE_HEAD(kvmas_deferred_wq);
 
 bool kvmas_internals_get(unsigned int feature)
 {
@@ -66,6 +70,20 @@ void kvmas_internals_put(void)
 	up_read(&kvmas_internals_rwsem);
 }
 
+void kvmas_internals_defer(void)
+{
+	/* Counted inside a get/put: a withdrawal cannot have passed yet. */
+	lockdep_assert_held_read(&kvmas_internals_rwsem);
+	atomic_inc(&kvmas_deferred_users);
+}
+
+void kvmas_internals_undefer(void)
+{
+	/* Full barrier (value-returning atomic): the user's calls come first. */
+	if (atomic_dec_and_test(&kvmas_deferred_users))
+		wake_up_all(&kvmas_deferred_wq);
+}
+
 unsigned int kvmas_internals_features(void)
 {
 	/* A snapshot for reporting; users take kvmas_internals_get(). */
@@ -79,6 +97,14 @@ void kvmas_internals_set_features(unsigned int features)
 	/* Pairs with the READ_ONCE() in kvmas_internals_features(). */
 	WRITE_ONCE(kvmas_features, features);
 	up_write(&kvmas_internals_rwsem);
+	/*
+	 * No defer() can follow (it needs a feature granted); wait for the
+	 * ones before. wait_event()'s barrier pairs with the full barrier of
+	 * atomic_dec_and_test() in kvmas_internals_undefer().
+	 */
+	if (!features)
+		wait_event(kvmas_deferred_wq,
+			   !atomic_read(&kvmas_deferred_users));
 }
 
 bool kvmas_hardened_reset_active(void)
@@ -133,6 +159,9 @@ extern typeof(kvm_mmu_invalidate_end) kvm_mmu_invalidate_end __weak;
 extern typeof(kvm_mmu_invalidate_range_add) kvm_mmu_invalidate_range_add __weak;
 extern typeof(kvm_swap_active_memslots) kvm_swap_active_memslots __weak;
 extern typeof(kvm_replace_memslot) kvm_replace_memslot __weak;
+#if KVMAS_ZAP_RANGE_BY_INTERNAL
+extern typeof(kvm_unmap_gfn_range) kvm_unmap_gfn_range __weak;
+#endif
 
 /* A direct call, turned into a .klp.rela.kvm relocation by klp-convert. */
 #define KVMAS_CALL(i, sym) sym
@@ -164,6 +193,7 @@ enum {
 	KVMAS_I_INVALIDATE_BEGIN,
 	KVMAS_I_INVALIDATE_END,
 	KVMAS_I_INVALIDATE_RANGE_ADD,
+	KVMAS_I_UNMAP_GFN_RANGE,
 	KVMAS_I_COUNT
 };
 
@@ -203,6 +233,11 @@ static struct kvmas_internal kvmas_internals[KVMAS_I_COUNT] = {
 					   kvmas_fence_by_gfn() ?
 						   KVMAS_FEAT_BATCH_COMMIT :
 						   0 },
+	/* Elsewhere ZAP_RANGE needs no internal (compat.h). */
+	[KVMAS_I_UNMAP_GFN_RANGE] = { "kvm_unmap_gfn_range",
+				      KVMAS_ZAP_RANGE_BY_INTERNAL ?
+					      KVMAS_FEAT_ZAP_RANGE :
+					      0 },
 };
 
 bool kvmas_route_livepatch(void)
@@ -310,6 +345,9 @@ static unsigned int kvmas_kallsyms_resolve(void)
 				in->name, in->fn);
 		}
 	}
+	/* Without an internal of its own, ZAP_RANGE comes with the batch. */
+	if (!KVMAS_ZAP_RANGE_BY_INTERNAL)
+		all |= KVMAS_FEAT_ZAP_RANGE;
 	return all & ~missing;
 }
 
@@ -330,6 +368,20 @@ void kvmas_k_enable_log_dirty_pt_masked(struct kvm *kvm,
 		   kvm_arch_mmu_enable_log_dirty_pt_masked)
 	(kvm, slot, gfn_offset, mask);
 }
+
+#if KVMAS_ZAP_RANGE_BY_INTERNAL
+bool kvmas_k_unmap_gfn_range(struct kvm *kvm, struct kvm_gfn_range *range)
+{
+	/*
+	 * KVM's mmu-notifier path holds mmu_lock for write around it, and
+	 * kvm->srcu for the slot; we pass a slot slots_lock keeps alive.
+	 */
+	lockdep_assert_held(&kvm->slots_lock);
+	kvmas_lockdep_assert_mmu_write_held(kvm);
+	return KVMAS_CALL(KVMAS_I_UNMAP_GFN_RANGE, kvm_unmap_gfn_range)(kvm,
+									range);
+}
+#endif
 
 int kvmas_k_prepare_memory_region(struct kvm *kvm,
 				  const struct kvm_memory_slot *old,

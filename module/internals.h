@@ -25,7 +25,9 @@
 /* What a set of internals makes possible (reported as capabilities). */
 #define KVMAS_FEAT_RING_RESET (1U << 0)
 #define KVMAS_FEAT_BATCH_COMMIT (1U << 1)
-#define KVMAS_FEAT_ALL (KVMAS_FEAT_RING_RESET | KVMAS_FEAT_BATCH_COMMIT)
+#define KVMAS_FEAT_ZAP_RANGE (1U << 2)
+#define KVMAS_FEAT_ALL \
+	(KVMAS_FEAT_RING_RESET | KVMAS_FEAT_BATCH_COMMIT | KVMAS_FEAT_ZAP_RANGE)
 
 int kvmas_internals_init(void);
 void kvmas_internals_exit(void);
@@ -45,8 +47,19 @@ bool kvmas_internals_get(unsigned int feature);
 void kvmas_internals_put(void);
 
 /*
+ * Work a user hands to a worker that holds no bracket of its own (the batch
+ * reaper): kvmas_internals_defer() is called inside the user's get/put and
+ * counts one deferred user; kvmas_internals_undefer() ends it. Withdrawing
+ * the features waits for every deferred user too, so nothing calls an
+ * internal after kvmas_internals_set_features(0) returns.
+ */
+void kvmas_internals_defer(void);
+void kvmas_internals_undefer(void);
+
+/*
  * Grants (after the internals became callable) or withdraws features;
- * takes kvmas_internals_rwsem for write, so it waits for every user.
+ * takes kvmas_internals_rwsem for write, so it waits for every user, and
+ * when withdrawing all of them also for every deferred user.
  */
 void kvmas_internals_set_features(unsigned int features);
 /* Whether the hardened stock reset (livepatch.c) is installed. */
@@ -71,6 +84,10 @@ void kvmas_k_commit_memory_region(struct kvm *kvm, struct kvm_memory_slot *old,
 void kvmas_k_flush_shadow_memslot(struct kvm *kvm,
 				  struct kvm_memory_slot *slot);
 void kvmas_k_guest_memory_reclaimed(struct kvm *kvm);
+#if KVMAS_ZAP_RANGE_BY_INTERNAL
+/* 6.1 x86: KVMAS_BATCH_ZAP_RANGE's unmap. Caller holds mmu_lock for write. */
+bool kvmas_k_unmap_gfn_range(struct kvm *kvm, struct kvm_gfn_range *range);
+#endif
 void kvmas_k_free_memslot(struct kvm *kvm, struct kvm_memory_slot *slot);
 /* Caller holds slots_lock and slots_arch_lock; returns with the latter released. */
 void kvmas_k_swap_active_memslots(struct kvm *kvm, int as_id);

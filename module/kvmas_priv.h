@@ -83,15 +83,23 @@
  *  - a stock KVM_RESET_DIRTY_RINGS: KVM's own ioctl holds the VM file, and
  *    the patched function cannot be entered once the transition that
  *    disables the patch has finished.
+ *  - the batch reaper (batch.c): a committed batch's removed slots are
+ *    freed by the session's reap_work after the ioctl returned. It uses the
+ *    session's VM reference (release drains the work before dropping it)
+ *    and an internal (kvm_arch_free_memslot): the committing ioctl counts
+ *    a deferred user (kvmas_internals_defer()) inside its get/put, and
+ *    withdrawing the features waits for those too. It takes no lock.
  */
 #ifndef KVMAS_PRIV_H
 #define KVMAS_PRIV_H
 
 #include <linux/atomic.h>
 #include <linux/list.h>
+#include <linux/llist.h>
 #include <linux/mutex.h>
 #include <linux/ratelimit_types.h>
 #include <linux/types.h>
+#include <linux/workqueue.h>
 #include <linux/kvm_atomic_slots.h>
 
 struct kvm;
@@ -159,6 +167,14 @@ struct kvmas_session {
 	struct list_head node; /* on kvmas_sessions, for netlink dumps */
 	/* Per vCPU index: ring reset index at our last flush (ring.c). */
 	u64 *ring_seen;
+	/*
+	 * The batch reaper (batch.c): committed batches whose removed slots
+	 * are still to be freed, the work that frees them (drained before
+	 * release drops the VM), and how many ops it has pending.
+	 */
+	struct llist_head reap_list;
+	struct work_struct reap_work;
+	atomic_t reap_ops;
 };
 
 /* Module-wide counters (netlink KVMAS_NL_CMD_GET_STATS); atomics, no lock. */

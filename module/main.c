@@ -69,6 +69,10 @@ static int kvmas_cap_value(unsigned int cap)
 	case KVMAS_CAP_ROUTE_INVALIDATE:
 		return kvmas_arch_invalidate_route_ok() &&
 		       (kvmas_internals_features() & KVMAS_FEAT_BATCH_COMMIT);
+	case KVMAS_CAP_ZAP_RANGE:
+		return (kvmas_internals_features() &
+			(KVMAS_FEAT_BATCH_COMMIT | KVMAS_FEAT_ZAP_RANGE)) ==
+		       (KVMAS_FEAT_BATCH_COMMIT | KVMAS_FEAT_ZAP_RANGE);
 	case KVMAS_CAP_MAX_BATCH_OPS:
 		return KVMAS_MAX_BATCH_OPS;
 	case KVMAS_CAP_RING_RESET:
@@ -240,6 +244,7 @@ static int kvmas_open(struct inode *inode, struct file *file)
 
 	if (!s)
 		return -ENOMEM;
+	kvmas_batch_session_init(s);
 	file->private_data = s;
 	return nonseekable_open(inode, file);
 }
@@ -251,6 +256,8 @@ static int kvmas_release(struct inode *inode, struct file *file)
 	/* No ioctl is in flight: the attach state is final. */
 	if (kvmas_session_attached(s))
 		kvmas_netlink_event(s, KVMAS_NL_EVENT_DETACH);
+	/* The reaper frees into the VM: done before the VM reference goes. */
+	kvmas_batch_session_drain(s);
 	kvmas_session_free(s);
 	return 0;
 }

@@ -397,4 +397,66 @@ TEST_F(b, smm_address_space)
 	EXPECT_EQ(0, nr);
 }
 
+/*
+ * Large batches (more than 16 ops) find overlaps by sorting the inserted
+ * ranges and search pairwise only when one exists: the op named must still
+ * be the one a one-at-a-time application would fail on, and nothing may
+ * change. Also a range inserted over a slot whose flags another op of the
+ * same batch changes (that slot stays, so it overlaps).
+ */
+TEST_F(b, large_batch_overlaps)
+{
+	static struct kvmas_batch_op ops[40];
+	char before[4096], after[4096];
+	struct batch_res r;
+	unsigned int i;
+
+	for (i = 0; i < 40; i++)
+		ops[i] = op(KVMAS_OP_CREATE, 200 + i,
+			    0x20000000ULL + i * 64 * KiB, 64 * KiB,
+			    self->m + i * 64 * KiB, 0);
+	r = commit(self->dev, ops, 40, 0);
+	ASSERT_EQ(0, r.err);
+	layout_str(self->dev, 0, before, sizeof(before));
+
+	/* Resizes in place, but op 33 grows into op 25's new range... */
+	for (i = 0; i < 40; i++)
+		ops[i] = op(KVMAS_OP_REPLACE, 200 + i,
+			    0x20000000ULL + i * 64 * KiB, 32 * KiB,
+			    self->m + i * 64 * KiB, 0);
+	ops[33].guest_phys_addr = 0x20000000ULL + 25 * 64 * KiB + 16 * KiB;
+	/* ...and op 36 into op 30's: the first failing op is 33. */
+	ops[36].guest_phys_addr = 0x20000000ULL + 30 * 64 * KiB;
+	r = commit(self->dev, ops, 40, 0);
+	EXPECT_EQ(-EEXIST, r.err);
+	EXPECT_EQ(33, r.index);
+	layout_str(self->dev, 0, after, sizeof(after));
+	EXPECT_STREQ(before, after);
+
+	/* Only the later one left: it is named. */
+	ops[33].guest_phys_addr = 0x20000000ULL + 33 * 64 * KiB;
+	r = commit(self->dev, ops, 40, KVMAS_BATCH_VALIDATE_ONLY);
+	EXPECT_EQ(-EEXIST, r.err);
+	EXPECT_EQ(36, r.index);
+
+	/* Op 10 moves onto slot 239, whose flags op 39 changes: it stays. */
+	ops[36].guest_phys_addr = 0x20000000ULL + 36 * 64 * KiB;
+	ops[10] = op(KVMAS_OP_MOVE, 210, 0x20000000ULL + 39 * 64 * KiB,
+		     64 * KiB, self->m + 10 * 64 * KiB, 0);
+	ops[39] = (struct kvmas_batch_op){ .op = KVMAS_OP_SET_FLAGS,
+					   .slot = 239,
+					   .flags = KVM_MEM_LOG_DIRTY_PAGES };
+	r = commit(self->dev, ops, 40, 0);
+	EXPECT_EQ(-EEXIST, r.err);
+	EXPECT_EQ(10, r.index);
+	layout_str(self->dev, 0, after, sizeof(after));
+	EXPECT_STREQ(before, after);
+
+	/* Without the overlaps the same batch commits. */
+	ops[10] = op(KVMAS_OP_REPLACE, 210, 0x20000000ULL + 10 * 64 * KiB,
+		     32 * KiB, self->m + 10 * 64 * KiB, 0);
+	r = commit(self->dev, ops, 40, 0);
+	EXPECT_EQ(0, r.err);
+}
+
 TEST_HARNESS_MAIN

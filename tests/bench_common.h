@@ -18,11 +18,13 @@
 #ifndef KVMAS_BENCH_COMMON_H
 #define KVMAS_BENCH_COMMON_H
 
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 static inline const char *bench_tcg(void)
@@ -30,19 +32,6 @@ static inline const char *bench_tcg(void)
 	const char *t = getenv("KVMAS_TCG");
 
 	return t && *t ? t : "unknown";
-}
-
-/* The one line of text stating the conditions, and its JSON twin. */
-static inline void bench_conditions(const char *bench)
-{
-	struct utsname u;
-
-	uname(&u);
-	printf("  conditions: kernel %s %s, %ld guest CPUs, TCG %s, host load "
-	       "not controlled\n",
-	       u.release, u.machine, sysconf(_SC_NPROCESSORS_ONLN),
-	       bench_tcg());
-	(void)bench;
 }
 
 /* Starts a JSON line: {"bench":..,"case":..,<common fields> */
@@ -72,6 +61,76 @@ static inline void bench_json_end(void)
 {
 	printf("}\n");
 	fflush(stdout);
+}
+
+static inline double bench_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/*
+ * The share of a guest CPU's time the host took away: a spin of @ms
+ * milliseconds on @cpu, summing the gaps longer than 100 us between two
+ * clock reads (nothing in the guest runs there but this spin). Under TCG
+ * such gaps are the host descheduling the vCPU thread: the condition that
+ * moves grace periods, and with them every stock/batch ratio, the most.
+ */
+static inline double bench_host_steal(int cpu, int ms)
+{
+	double t0 = bench_now_us(), prev = t0, now, lost = 0;
+	cpu_set_t set, old;
+
+	sched_getaffinity(0, sizeof(old), &old);
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		return -1;
+	do {
+		now = bench_now_us();
+		if (now - prev > 100)
+			lost += now - prev;
+		prev = now;
+	} while (now - t0 < ms * 1000.0);
+	sched_setaffinity(0, sizeof(old), &old);
+	return lost / (now - t0);
+}
+
+/* Prints and emits the host's share of each guest CPU, @when "before"/"after". */
+static inline void bench_host_load(const char *bench, const char *when)
+{
+	long cpu, n = sysconf(_SC_NPROCESSORS_ONLN);
+	double f[8];
+
+	if (n > 8)
+		n = 8;
+	for (cpu = 0; cpu < n; cpu++)
+		f[cpu] = bench_host_steal(cpu, 100);
+	printf("  host took (gaps > 100 us in a 100 ms spin, %s):", when);
+	for (cpu = 0; cpu < n; cpu++)
+		printf(" cpu%ld %.1f%%", cpu, f[cpu] * 100);
+	printf("\n");
+	bench_json_begin(bench, "host_load");
+	bench_json_kv("\"when\":\"%s\",\"unit\":\"fraction\",\"per_cpu\":[",
+		      when);
+	for (cpu = 0; cpu < n; cpu++)
+		printf("%s%.4f", cpu ? "," : "", f[cpu]);
+	printf("]");
+	bench_json_end();
+}
+
+/* The line of text stating the conditions, and their JSON twins. */
+static inline void bench_conditions(const char *bench)
+{
+	struct utsname u;
+
+	uname(&u);
+	printf("  conditions: kernel %s %s, %ld guest CPUs, TCG %s\n",
+	       u.release, u.machine, sysconf(_SC_NPROCESSORS_ONLN),
+	       bench_tcg());
+	bench_host_load(bench, "before");
 }
 
 static int bench_cmp_double(const void *a, const void *b)

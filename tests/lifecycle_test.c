@@ -95,7 +95,29 @@ struct busy {
 	int last_err;
 };
 
-/* Resizes slot 1 back and forth with one-op batches until told to stop. */
+/*
+ * Three slots of the session's own, resized together: a batch removing
+ * more than two slots leaves their memory to the session's reaper, which
+ * the livepatch disable must wait for like a call in flight.
+ */
+#define BUSY_TRIO 3
+
+static int busy_trio(struct busy *b, unsigned long i, unsigned int kind)
+{
+	struct kvmas_batch_op o[BUSY_TRIO];
+	int k;
+
+	for (k = 0; k < BUSY_TRIO; k++)
+		o[k] = op(kind, 10 + BUSY_TRIO * b->id + k,
+			  0x4000000 + b->id * 0x100000 + k * 0x40000,
+			  (i & 1) ? 0x20000 : 0x40000, b->m + k * 0x40000, 0);
+	return commit(b->dev, o, BUSY_TRIO, 0).err;
+}
+
+/*
+ * Resizes slot 1 back and forth with one-op batches, and every other call
+ * the session's three slots, until told to stop.
+ */
 static void *busy_loop(void *arg)
 {
 	struct busy *b = arg;
@@ -103,10 +125,14 @@ static void *busy_loop(void *arg)
 	unsigned long i;
 	int r;
 
+	if (b->stock_vm < 0 && busy_trio(b, 0, KVMAS_OP_CREATE))
+		b->other++;
 	for (i = 0; !b->stop; i++) {
 		o = op(KVMAS_OP_REPLACE, 1, 0x100000, (1 + (i & 1)) << 20, b->m,
 		       KVM_MEM_LOG_DIRTY_PAGES);
-		if (b->stock_vm >= 0) {
+		if (b->stock_vm < 0 && (i & 1)) {
+			r = busy_trio(b, i / 2, KVMAS_OP_REPLACE);
+		} else if (b->stock_vm >= 0) {
 			r = kvm_set_slot(b->stock_vm, 0, 2 + b->id, 0,
 					 0x1000000 + b->id * 0x200000,
 					 ((i + 1) & 1) << 20, b->m);

@@ -144,6 +144,23 @@ TEST(resize_shim_no_holes)
 	EXPECT_EQ(2, counter("passed_through"));
 }
 
+/*
+ * KVMAS_PRELOAD_ZAP_RANGE=1: the same, every batch committed with
+ * KVMAS_BATCH_ZAP_RANGE (the module accepted the flag each time).
+ */
+TEST(resize_shim_zap_range)
+{
+	ASSERT_EQ(0, run_vm(1, "KVMAS_PRELOAD_ZAP_RANGE=1", "resize", "200"));
+	printf("# shim, zap range: %s", out);
+	dump_counters();
+	ASSERT_EQ(200, field(out, "iters"));
+	EXPECT_EQ(0, field(out, "fatal"));
+	EXPECT_EQ(0, field(out, "holes"));
+	EXPECT_EQ(200, counter("batched"));
+	EXPECT_EQ(counter("batched"), counter("zap_range_batches"));
+	EXPECT_EQ(0, counter("batch_failed"));
+}
+
 /* Every call returns what stock KVM returns, errno included. */
 TEST(errno_equal)
 {

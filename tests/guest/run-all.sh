@@ -11,7 +11,7 @@ export KVMAS_KO=${KVMAS_KO:-/kvmas/mod/kvm_atomic_slots.ko}
 export PATH="$PWD:$PATH"
 export KVMAS_SOAK_SECONDS=${KVMAS_SOAK_SECONDS:-20} KVMAS_SOAK_PARTS=${KVMAS_SOAK_PARTS:-0x27}
 export KVMAS_RING4_SECONDS=${KVMAS_RING4_SECONDS:-5} KVMAS_RING4_SLOTS=${KVMAS_RING4_SLOTS:-1}
-suites="session_test tools_test batch_validation_test batch_rollback_test batch_dirty_test batch_concurrency_test batch_hammer_test contract_test oracle_test fuzz_test ring_test ringreset_test its_bitmap_test soak_test ring4_test preload_test lifetime_test lifecycle_test variants_test"
+suites="session_test tools_test batch_validation_test batch_rollback_test batch_dirty_test batch_concurrency_test batch_hammer_test zap_range_test contract_test oracle_test fuzz_test ring_test ringreset_test its_bitmap_test soak_test ring4_test preload_test lifetime_test lifecycle_test variants_test"
 # The arm64 payload is the static programs only: no CLI (it links libnl),
 # no preload shim (dynamic), no test builds of the module (variants).
 if [ "$(uname -m)" = aarch64 ]; then

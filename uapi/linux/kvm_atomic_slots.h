@@ -138,6 +138,12 @@ enum kvmas_cap {
 	 * takes the fence route.
 	 */
 	KVMAS_CAP_ROUTE_INVALIDATE = 10,
+	/*
+	 * KVMAS_BATCH_ZAP_RANGE is accepted (see there). 0: the flag fails
+	 * with EOPNOTSUPP (the kallsyms route could not resolve what 6.1
+	 * needs for it).
+	 */
+	KVMAS_CAP_ZAP_RANGE = 11,
 	KVMAS_CAP_COUNT /* not a capability: one past the last */
 };
 
@@ -408,6 +414,24 @@ struct kvmas_batch_op {
 #define KVMAS_BATCH_VALIDATE_ONLY (1U << 0)	/* dry run: validate, change nothing */
 #define KVMAS_BATCH_ROUTE_INVALIDATE (1U << 1)	/* use KVM's INVALID protocol even
 						 * where the fence route is allowed */
+/*
+ * KVMAS_BATCH_ZAP_RANGE: unmap only the ranges the batch removes, not the
+ * whole VM. x86 KVM zaps every mapping of a default VM on any slot removal
+ * (6.1 always; 6.12 while KVM_X86_QUIRK_SLOT_ZAP_ALL is enabled, the
+ * default), so every vCPU refaults its whole working set after a change
+ * far away from it. Upstream history: range-only zapping was merged
+ * (4e103134b862, 5.1) and reverted (d012a06ab1d2) after a VFIO-assigned
+ * GPU misbehaved in guests whose slots were deleted, a bug never found; 6.12
+ * lets the VMM decide with the quirk (aa8d1f48d353). This flag is that
+ * decision, per batch, on kernels without the quirk too: a VMM that set it
+ * gets what 6.12 gives with the quirk disabled. Taken on the fence route
+ * only (KVMAS_ROUTE_FENCE): a VM with shadow pages (KVMAS_ROUTE_INVALIDATE)
+ * gets KVM's own flush; so does a 6.1 VM with an external page-track user
+ * (KVMGT), whose per-slot notification needs KVM's flush. arm64 always
+ * unmaps per range: the flag changes nothing there. EINVAL with
+ * KVMAS_BATCH_ROUTE_INVALIDATE; EOPNOTSUPP where KVMAS_CAP_ZAP_RANGE is 0.
+ */
+#define KVMAS_BATCH_ZAP_RANGE (1U << 2)
 
 /* kvmas_commit_batch.route */
 #define KVMAS_ROUTE_NONE	0	/* no route chosen: the batch failed validation,
@@ -434,7 +458,8 @@ struct kvmas_batch_op {
  * capability is absent; EINVAL, EEXIST (overlap in the final layout, or
  * CREATE of an id in use), ENOENT (MOVE/SET_FLAGS/REPLACE of an id not in
  * use), EOPNOTSUPP (guest_memfd; KVMAS_BATCH_ROUTE_INVALIDATE where
- * KVMAS_CAP_ROUTE_INVALIDATE is 0), EMSGSIZE (too many ops),
+ * KVMAS_CAP_ROUTE_INVALIDATE is 0; KVMAS_BATCH_ZAP_RANGE where
+ * KVMAS_CAP_ZAP_RANGE is 0), EMSGSIZE (too many ops),
  * EFAULT (this struct, @ops or a dirty_bitmap buffer: checked before
  * anything changes), ENOMEM or an arch error from preparing a slot
  * (nothing changed). With KVMAS_BATCH_VALIDATE_ONLY the hand-off buffers are
