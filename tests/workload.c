@@ -576,6 +576,12 @@ int64_t wl_vcpu_stat(struct wl_vm *w, int i, const char *name)
 
 int wl_batch_resize(struct wl_vm *w, int dev, uint64_t size, unsigned int *gps)
 {
+	return wl_batch_resize_flags(w, dev, size, 0, gps);
+}
+
+int wl_batch_resize_flags(struct wl_vm *w, int dev, uint64_t size,
+			  unsigned int flags, unsigned int *gps)
+{
 	struct kvmas_batch_op op = {
 		.op = KVMAS_OP_REPLACE,
 		.slot = 1,
@@ -585,6 +591,7 @@ int wl_batch_resize(struct wl_vm *w, int dev, uint64_t size, unsigned int *gps)
 	};
 	struct kvmas_commit_batch c = {
 		.size = sizeof(c),
+		.flags = flags,
 		.nr_ops = 1,
 		.op_size = sizeof(op),
 		.ops = (uintptr_t)&op,

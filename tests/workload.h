@@ -138,6 +138,9 @@ int64_t wl_vcpu_stat(struct wl_vm *w, int i, const char *name);
  * *@gps (may be NULL) receives the grace periods the commit took.
  */
 int wl_batch_resize(struct wl_vm *w, int dev, uint64_t size, unsigned int *gps);
+/* The same with KVMAS_BATCH_* @flags. */
+int wl_batch_resize_flags(struct wl_vm *w, int dev, uint64_t size,
+			  unsigned int flags, unsigned int *gps);
 
 /* Microseconds on CLOCK_MONOTONIC. */
 uint64_t wl_now_us(void);
