@@ -239,6 +239,19 @@ int rv_have_ring(void)
 	return have;
 }
 
+uint32_t rv_ring_max_entries(void)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), bytes;
+
+	if (kvm < 0)
+		return 0;
+	bytes = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING_ACQ_REL);
+	if (bytes <= 0)
+		bytes = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING);
+	close(kvm);
+	return bytes > 0 ? (uint32_t)bytes / sizeof(struct kvm_dirty_gfn) : 0;
+}
+
 int rv_set_entry(struct ringvm *r, int i, uint64_t pc, uint64_t arg)
 {
 #if defined(__aarch64__)
@@ -250,6 +263,27 @@ int rv_set_entry(struct ringvm *r, int i, uint64_t pc, uint64_t arg)
 #else
 	(void)arg;
 	return guest_flat32(r->vcpu[i], pc, 0x8000);
+#endif
+}
+
+int rv_set_pass_pages(struct ringvm *r, int i, uint32_t pages)
+{
+	uint32_t start =
+		RV_DATA_GPA + (uint64_t)i * r->pages_per_vcpu * RV_PAGE;
+
+	if (i < 0 || i >= r->nr_vcpus || !pages || pages > r->pages_per_vcpu)
+		return -EINVAL;
+#if defined(__aarch64__)
+	/* x25 is the pass's end (emit_writer); the vCPU is stopped. */
+	return a64_set_reg(r->vcpu[i], A64_X(25),
+			   start + (uint64_t)pages * RV_PAGE);
+#else
+	/*
+	 * The imm32 of "cmp ebx, end" (emit_writer); the vCPU is stopped in
+	 * userspace, so its next fetch of the loop sees the new bound.
+	 */
+	put32(r->base + RV_CODE_GPA(i) + 15, start + pages * RV_PAGE);
+	return 0;
 #endif
 }
 

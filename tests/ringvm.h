@@ -63,8 +63,22 @@ int rv_set_entry(struct ringvm *r, int i, uint64_t pc, uint64_t arg);
  * for something else (e.g. ring full), or -errno.
  */
 int rv_run_pass(struct ringvm *r, int i);
+/*
+ * Makes vCPU @i's next passes write only the first @pages pages of its
+ * stripe (1 <= @pages <= the stripe; rv_create() sets the whole stripe), so
+ * one VM can hold a vCPU that dirties a handful of pages per pass next to
+ * one that dirties tens of thousands. Only between passes (the vCPU stopped
+ * at a pass's end): the new bound is read by the next pass. 0 or -errno.
+ */
+int rv_set_pass_pages(struct ringvm *r, int i, uint32_t pages);
 /* Whether KVM offers a dirty ring here (not arm64 before 6.2): 1 or 0. */
 int rv_have_ring(void);
+/*
+ * The largest ring KVM allows here, in entries (KVM_CHECK_EXTENSION of the
+ * ring cap answers in bytes: KVM_DIRTY_RING_MAX_ENTRIES, 65536, x 16); 0
+ * without a ring.
+ */
+uint32_t rv_ring_max_entries(void);
 /* First statement of a kselftest test that needs a dirty ring. */
 #define RV_NEED_RING()                                                \
 	do {                                                          \

@@ -12,7 +12,6 @@ rc=0
 echo
 ./bench_batch || rc=1
 echo
-echo "== dirty-ring reset benchmark (ratios within one boot)"
 ./bench_ring || rc=1
 echo
 # The CLI links libnl: the arm64 payload has none.
