@@ -31,7 +31,7 @@ for lane in $lanes; do
 	demo_logs+=("$log")
 	# The story only, not the boot: from the demo's banner to its end.
 	tr -d '\r' <"$log" | sed -n '/^== kvm-atomic-slots demo/,/^KVMAS-INIT done/p' |
-		grep -vE '^\[ *[0-9]+\.[0-9]+\]|^KVMAS-'
+		grep -vE '^\[ *[0-9]+\.[0-9]+\]|^KVMAS-|^\{"bench":'
 	# QEMU 7.2's scene is x86's (an i440FX guest under kvm_amd).
 	[ "$ARCH" = arm64 ] && continue
 	# Scene: an unmodified VMM, Debian's QEMU 7.2, inside this kernel.
